@@ -13,6 +13,7 @@
 #   VELOSTREAM_CLICKHOUSE_URL=http://127.0.0.1:PORT
 #   VELOSTREAM_PROMETHEUS_URL=http://127.0.0.1:PORT
 #   VELOSTREAM_PROMETHEUS_TARGETS=DIR/prometheus/targets.json   (file_sd target file)
+#   VELOSTREAM_STARTED=<svc>          (only when this call started it; absent on reuse)
 #
 # Behaviour:
 # - start is idempotent: a healthy running instance is reused and its
@@ -331,12 +332,11 @@ start_attempt() {
     port="$(free_port)"
     case "$svc" in
         kafka)
-            local prom_port
-            prom_port="$(free_port)"
+            # tansu 0.6.0 opens no other port. Memory storage: topics and
+            # messages are gone after a restart.
             pid="$(launch "$dir" "$bin" broker \
                 --listener-url "tcp://127.0.0.1:$port" \
                 --advertised-listener-url "tcp://127.0.0.1:$port" \
-                --prometheus-listener-url "tcp://127.0.0.1:$prom_port" \
                 --storage-engine "memory://tansu/")"
             ;;
         clickhouse)
@@ -418,6 +418,7 @@ start_one() {
                 start_watchdog "$svc"
             fi
             cat "$dir/endpoints"
+            echo "VELOSTREAM_STARTED=$svc"
             exec 9>&-
             return 0
         fi
