@@ -24,7 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::error::RDKafkaErrorCode;
 use velostream::local::{LocalOptions, LocalServices, Service};
 
 /// The command that installs every service binary.
@@ -316,20 +316,25 @@ pub fn create_topic(brokers: &str, topic: &str, partitions: i32) {
             Err(e) => Some(format!("creating topic {topic}: {e}")),
         };
         let error = match error {
-            None => match admin.inner().fetch_metadata(Some(topic), Duration::from_secs(5)) {
-                Ok(md) => {
-                    let seen = md
-                        .topics()
-                        .iter()
-                        .find(|t| t.name() == topic)
-                        .map(|t| (t.partitions().len(), t.error()));
-                    match seen {
+            None => {
+                match admin
+                    .inner()
+                    .fetch_metadata(Some(topic), Duration::from_secs(5))
+                {
+                    Ok(md) => {
+                        let seen = md
+                            .topics()
+                            .iter()
+                            .find(|t| t.name() == topic)
+                            .map(|t| (t.partitions().len(), t.error()));
+                        match seen {
                         Some((n, None)) if n == partitions as usize => return,
                         other => Some(format!("metadata for {topic} shows {other:?}, want {partitions} partitions")),
                     }
+                    }
+                    Err(e) => Some(format!("metadata for {topic}: {e}")),
                 }
-                Err(e) => Some(format!("metadata for {topic}: {e}")),
-            },
+            }
             Some(e) => Some(e),
         };
         let error = error.expect("an error when not returned");
@@ -396,12 +401,19 @@ pub fn ch_query(url: &str, sql: &str) -> String {
 
 /// Like [`ch_query`] but returns the error message.
 pub fn ch_try_query(url: &str, sql: &str) -> Result<String, String> {
-    let (status, body) = http_request("POST", &format!("{}/", url.trim_end_matches('/')), sql.as_bytes())
-        .map_err(|e| format!("ClickHouse {url}: {e}; query: {sql}"))?;
+    let (status, body) = http_request(
+        "POST",
+        &format!("{}/", url.trim_end_matches('/')),
+        sql.as_bytes(),
+    )
+    .map_err(|e| format!("ClickHouse {url}: {e}; query: {sql}"))?;
     if status == 200 {
         Ok(body)
     } else {
-        Err(format!("ClickHouse {url}: HTTP {status}: {}; query: {sql}", body.trim_end()))
+        Err(format!(
+            "ClickHouse {url}: HTTP {status}: {}; query: {sql}",
+            body.trim_end()
+        ))
     }
 }
 
@@ -458,9 +470,8 @@ pub fn wait_for_scrape(target: &ScrapeTarget, timeout: Duration) {
         if let Ok((200, body)) = http_request("GET", &url, b"") {
             let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
             let up = v["data"]["activeTargets"].as_array().is_some_and(|ts| {
-                ts.iter().any(|t| {
-                    t["labels"]["test"] == target.label.as_str() && t["health"] == "up"
-                })
+                ts.iter()
+                    .any(|t| t["labels"]["test"] == target.label.as_str() && t["health"] == "up")
             });
             if up {
                 return;
@@ -484,8 +495,8 @@ pub fn prom_query_range(expr: &str, start: f64, end: f64, step: f64) -> Vec<serd
         url_encode(expr)
     );
     let (status, body) = http_request("GET", &url, b"").unwrap_or_else(|e| panic!("{url}: {e}"));
-    let v: serde_json::Value =
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{url}: HTTP {status}: not JSON ({e}): {body}"));
+    let v: serde_json::Value = serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("{url}: HTTP {status}: not JSON ({e}): {body}"));
     assert!(
         status == 200 && v["status"] == "success",
         "Prometheus query {expr:?}: HTTP {status}: {body}"
@@ -495,10 +506,14 @@ pub fn prom_query_range(expr: &str, start: f64, end: f64, step: f64) -> Vec<serd
 
 /// Runs an instant PromQL query and returns `data.result`.
 pub fn prom_query(expr: &str) -> Vec<serde_json::Value> {
-    let url = format!("{}/api/v1/query?query={}", prometheus_url(), url_encode(expr));
+    let url = format!(
+        "{}/api/v1/query?query={}",
+        prometheus_url(),
+        url_encode(expr)
+    );
     let (status, body) = http_request("GET", &url, b"").unwrap_or_else(|e| panic!("{url}: {e}"));
-    let v: serde_json::Value =
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{url}: HTTP {status}: not JSON ({e}): {body}"));
+    let v: serde_json::Value = serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("{url}: HTTP {status}: not JSON ({e}): {body}"));
     assert!(
         status == 200 && v["status"] == "success",
         "Prometheus query {expr:?}: HTTP {status}: {body}"
@@ -511,7 +526,9 @@ pub fn url_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len() * 3);
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }

@@ -27,8 +27,14 @@ fn local_services_second_start_reuses_and_stop_stops() {
     assert_eq!(ch_query(&url, "SELECT 1"), "1\n");
 
     let second = LocalServices::start(&[Service::ClickHouse], &opts).unwrap();
-    assert!(second.started().is_empty(), "second start must reuse the running server");
-    assert_eq!(second.endpoints().clickhouse_url.as_deref(), Some(url.as_str()));
+    assert!(
+        second.started().is_empty(),
+        "second start must reuse the running server"
+    );
+    assert_eq!(
+        second.endpoints().clickhouse_url.as_deref(),
+        Some(url.as_str())
+    );
     // Stopping the reusing handle leaves the server running.
     second.stop().unwrap();
     assert_eq!(ch_query(&url, "SELECT 2"), "2\n");
@@ -39,9 +45,21 @@ fn local_services_second_start_reuses_and_stop_stops() {
         .parse()
         .unwrap();
     first.stop().unwrap();
-    assert!(ch_try_query(&url, "SELECT 1").is_err(), "server still answers after stop");
-    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "pid {pid} survived stop");
+    assert!(
+        ch_try_query(&url, "SELECT 1").is_err(),
+        "server still answers after stop"
+    );
+    assert!(!process_alive(pid), "pid {pid} survived stop");
     assert!(!dir.path().join("clickhouse/pid").exists());
+}
+
+/// True when `pid` exists and is not a zombie (an orphaned service is
+/// reparented to PID 1, which may not reap it).
+fn process_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
+        .unwrap_or(false)
 }
 
 #[test]
@@ -75,7 +93,10 @@ fn ch_query_returns_tsv_and_panics_with_the_server_message() {
     let url = harness::clickhouse_url();
     assert_eq!(ch_query(&url, "SELECT 1 + 1, 'a\\tb'"), "2\ta\\tb\n");
     let err = ch_try_query(&url, "SELECT no_such_column").unwrap_err();
-    assert!(err.contains("no_such_column") && err.contains("HTTP 404"), "{err}");
+    assert!(
+        err.contains("no_such_column") && err.contains("HTTP 404"),
+        "{err}"
+    );
     let panic = std::panic::catch_unwind(|| ch_query(&url, "SELEC 1")).unwrap_err();
     let msg = panic.downcast_ref::<String>().unwrap();
     assert!(msg.contains("Syntax error"), "{msg}");
@@ -86,7 +107,10 @@ fn test_db_is_created_and_dropped() {
     crate::require_services!(ClickHouse);
     let url = harness::clickhouse_url();
     let exists = |name: &str| {
-        ch_query(&url, &format!("SELECT count() FROM system.databases WHERE name = '{name}'"))
+        ch_query(
+            &url,
+            &format!("SELECT count() FROM system.databases WHERE name = '{name}'"),
+        )
     };
     let name = {
         let db = TestDb::new();
@@ -95,7 +119,10 @@ fn test_db_is_created_and_dropped() {
             db.table("t")
         ));
         db.query(&format!("INSERT INTO {} VALUES (1), (2)", db.table("t")));
-        assert_eq!(db.query(&format!("SELECT sum(x) FROM {}", db.table("t"))), "3\n");
+        assert_eq!(
+            db.query(&format!("SELECT sum(x) FROM {}", db.table("t"))),
+            "3\n"
+        );
         assert_eq!(exists(&db.name), "1\n");
         db.name.clone()
     };
@@ -136,12 +163,17 @@ fn unique_names_are_distinct_and_sql_safe() {
     let b = harness::unique_name("My-Topic");
     assert_ne!(a, b);
     assert!(a.starts_with("my_topic_"), "{a}");
-    assert!(a.chars().all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_')), "{a}");
+    assert!(
+        a.chars().all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_')),
+        "{a}"
+    );
 }
 
 #[test]
 fn paths_point_into_the_repository() {
-    assert!(harness::repo_root().join("infra/local/services.sh").is_file());
+    assert!(harness::repo_root()
+        .join("infra/local/services.sh")
+        .is_file());
     assert!(harness::venv_python().exists());
     assert!(harness::shared_testdata().join("data").is_dir());
 }

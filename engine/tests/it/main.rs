@@ -3,3 +3,4 @@
 
 mod harness;
 mod harness_selftest;
+mod dashboard;
