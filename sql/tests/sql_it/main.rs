@@ -1,0 +1,3 @@
+//! Integration tests of velostream-sql (one binary; modules by topic).
+mod shipped;
+mod taxi;
