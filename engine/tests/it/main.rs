@@ -4,3 +4,8 @@
 mod harness;
 mod harness_selftest;
 mod dashboard;
+mod gen_taxi;
+mod source_discover;
+mod source_fixtures;
+mod source_schema;
+mod source_testdata;
