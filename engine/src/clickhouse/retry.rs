@@ -1,0 +1,310 @@
+//! Which ClickHouse failures are worth retrying.
+//!
+//! Modelled on vector's ClickHouse sink retry logic, but decided by the
+//! exception code instead of a few string prefixes: the server's message
+//! starts with `Code: NNN` (also on 18.16: `Code: 60, e.displayText() = ...`),
+//! and the code says whether the same request can succeed later (too many
+//! parts, memory limit, timeouts, ZooKeeper trouble) or never will (unknown
+//! table, type mismatch, parse errors, authentication).
+//!
+//! Failures without a code: network errors (connection refused or reset) and
+//! timeouts are transient; an HTTP 5xx without a code is transient; anything
+//! else (4xx, client-side errors) is permanent. Unknown codes are permanent:
+//! failing fast with the server's message beats retrying forever.
+
+use crate::Error;
+
+/// Exception codes after which the same request may succeed when repeated.
+/// Every other code is permanent. (Names from ClickHouse's ErrorCodes.cpp.)
+pub const TRANSIENT_CODES: &[(u32, &str)] = &[
+    (159, "TIMEOUT_EXCEEDED"),
+    (160, "TOO_SLOW"),
+    (201, "QUOTA_EXCEEDED"),
+    (202, "TOO_MANY_SIMULTANEOUS_QUERIES"),
+    (203, "NO_FREE_CONNECTION"),
+    (209, "SOCKET_TIMEOUT"),
+    (210, "NETWORK_ERROR"),
+    (225, "NO_ZOOKEEPER"),
+    (236, "ABORTED"),
+    (241, "MEMORY_LIMIT_EXCEEDED"),
+    (242, "TABLE_IS_READ_ONLY"),
+    (243, "NOT_ENOUGH_SPACE"),
+    (252, "TOO_MANY_PARTS"),
+    (279, "ALL_CONNECTION_TRIES_FAILED"),
+    (285, "TOO_FEW_LIVE_REPLICAS"),
+    (286, "UNSATISFIED_QUORUM_FOR_PREVIOUS_WRITE"),
+    (319, "UNKNOWN_STATUS_OF_INSERT"),
+    (373, "SESSION_IS_LOCKED"),
+    (394, "QUERY_WAS_CANCELLED"),
+    (425, "SYSTEM_ERROR"),
+    (439, "CANNOT_SCHEDULE_TASK"),
+    (473, "DEADLOCK_AVOIDED"),
+    (999, "KEEPER_EXCEPTION"),
+    (1000, "POCO_EXCEPTION"),
+];
+
+/// Codes the pipeline meets often that must NOT be retried; kept here for
+/// documentation and tests (every code absent from [`TRANSIENT_CODES`] is
+/// permanent anyway).
+pub const PERMANENT_CODES: &[(u32, &str)] = &[
+    (6, "CANNOT_PARSE_TEXT"),
+    (8, "THERE_IS_NO_COLUMN"),
+    (10, "NOT_FOUND_COLUMN_IN_BLOCK"),
+    (16, "NO_SUCH_COLUMN_IN_TABLE"),
+    (20, "NUMBER_OF_COLUMNS_DOESNT_MATCH"),
+    (26, "CANNOT_PARSE_QUOTED_STRING"),
+    (27, "CANNOT_PARSE_INPUT_ASSERTION_FAILED"),
+    (32, "ATTEMPT_TO_READ_AFTER_EOF"),
+    (33, "CANNOT_READ_ALL_DATA"),
+    (38, "CANNOT_PARSE_DATE"),
+    (40, "CHECKSUM_DOESNT_MATCH"),
+    (41, "CANNOT_PARSE_DATETIME"),
+    (44, "ILLEGAL_COLUMN"),
+    (47, "UNKNOWN_IDENTIFIER"),
+    (50, "UNKNOWN_TYPE"),
+    (53, "TYPE_MISMATCH"),
+    (57, "TABLE_ALREADY_EXISTS"),
+    (60, "UNKNOWN_TABLE"),
+    (62, "SYNTAX_ERROR"),
+    (70, "CANNOT_CONVERT_TYPE"),
+    (72, "CANNOT_PARSE_NUMBER"),
+    (73, "UNKNOWN_FORMAT"),
+    (81, "UNKNOWN_DATABASE"),
+    (115, "UNKNOWN_SETTING"),
+    (117, "INCORRECT_DATA"),
+    (164, "READONLY"),
+    (192, "UNKNOWN_USER"),
+    (193, "WRONG_PASSWORD"),
+    (194, "REQUIRED_PASSWORD"),
+    (271, "CANNOT_DECOMPRESS"),
+    (368, "BAD_CAST"),
+    (497, "ACCESS_DENIED"),
+    (516, "AUTHENTICATION_FAILED"),
+];
+
+/// Whether a ClickHouse exception code means "try the same request again".
+pub fn is_transient_code(code: u32) -> bool {
+    TRANSIENT_CODES.iter().any(|&(c, _)| c == code)
+}
+
+/// The ClickHouse name of `code` when it is one of the codes listed here.
+pub fn code_name(code: u32) -> Option<&'static str> {
+    TRANSIENT_CODES
+        .iter()
+        .chain(PERMANENT_CODES)
+        .find(|&&(c, _)| c == code)
+        .map(|&(_, name)| name)
+}
+
+/// The exception code in a server message: the number after the first
+/// `Code: `. Both the 18.16 form (`Code: 60, e.displayText() = ...`) and the
+/// modern one (`Code: 60. DB::Exception: ...`) are recognised.
+pub fn parse_code(message: &str) -> Option<u32> {
+    let start = message.find("Code: ")? + "Code: ".len();
+    let digits: String = message[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits.parse().ok()
+}
+
+/// A leading HTTP status (`"503 Service Unavailable"`), which is what the
+/// client reports when the server answered an error without a body.
+fn leading_http_status(message: &str) -> Option<u16> {
+    let head: String = message.chars().take_while(|c| c.is_ascii_digit()).collect();
+    let rest = &message[head.len()..];
+    if head.len() == 3 && (rest.is_empty() || rest.starts_with(' ')) {
+        head.parse().ok().filter(|s| (100..600).contains(s))
+    } else {
+        None
+    }
+}
+
+/// Replaces every occurrence of each secret in `message` with `***`.
+pub(crate) fn redact(message: &str, secrets: &[&str]) -> String {
+    let mut out = message.to_string();
+    for s in secrets.iter().filter(|s| !s.is_empty()) {
+        out = out.replace(s, "***");
+    }
+    out
+}
+
+/// Turns a client error into [`Error::ClickHouse`], with `context` saying what
+/// was being done to which table, the server's message (`secrets` redacted
+/// from both), the exception code, and whether retrying may help.
+pub(crate) fn classify(context: String, err: &clickhouse::error::Error, secrets: &[&str]) -> Error {
+    use clickhouse::error::Error as E;
+    let raw = match err {
+        // The default Display of these prefixes a fixed phrase; keep the server text.
+        E::BadResponse(text) => text.clone(),
+        other => error_chain(other),
+    };
+    let message = redact(raw.trim(), secrets);
+    let code = parse_code(&message);
+    let transient = match (err, code) {
+        (_, Some(code)) => is_transient_code(code),
+        (E::Network(_) | E::TimedOut, None) => true,
+        (E::BadResponse(text), None) => leading_http_status(text.trim()).is_some_and(|s| s >= 500),
+        _ => false,
+    };
+    let message = match code.and_then(code_name) {
+        Some(name) if !message.contains(name) => format!("{message} [{name}]"),
+        _ => message,
+    };
+    Error::ClickHouse {
+        context: redact(&context, secrets),
+        message,
+        code,
+        transient,
+    }
+}
+
+/// `err` and its sources joined with `: ` (hyper hides the useful part,
+/// such as "Connection refused", in the source chain).
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let piece = s.to_string();
+        if !text.contains(&piece) {
+            text.push_str(": ");
+            text.push_str(&piece);
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// A transient error for a request that did not finish within `timeout`.
+pub(crate) fn timed_out(context: String, timeout: std::time::Duration, secrets: &[&str]) -> Error {
+    Error::ClickHouse {
+        context: redact(&context, secrets),
+        message: format!("no answer within {timeout:?} (timeout)"),
+        code: None,
+        transient: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_table() {
+        for code in [159, 160, 201, 202, 209, 210, 241, 242, 252, 319, 999] {
+            assert!(is_transient_code(code), "{code} should be transient");
+        }
+        for &(code, name) in PERMANENT_CODES {
+            assert!(
+                !is_transient_code(code),
+                "{code} {name} should be permanent"
+            );
+        }
+        // Unknown codes are permanent.
+        assert!(!is_transient_code(0));
+        assert!(!is_transient_code(123_456));
+        assert_eq!(code_name(201), Some("QUOTA_EXCEEDED"));
+        assert_eq!(code_name(60), Some("UNKNOWN_TABLE"));
+        assert_eq!(code_name(7), None);
+    }
+
+    #[test]
+    fn tables_do_not_overlap_and_are_sorted() {
+        for w in TRANSIENT_CODES.windows(2) {
+            assert!(w[0].0 < w[1].0, "{:?}", w);
+        }
+        for w in PERMANENT_CODES.windows(2) {
+            assert!(w[0].0 < w[1].0, "{:?}", w);
+        }
+    }
+
+    #[test]
+    fn parses_codes_of_old_and_new_servers() {
+        assert_eq!(
+            parse_code("Code: 60, e.displayText() = DB::Exception: Table d.t doesn't exist., e.what() = DB::Exception"),
+            Some(60)
+        );
+        assert_eq!(
+            parse_code(
+                "Code: 252. DB::Exception: Too many parts (300). (TOO_MANY_PARTS) (version 23.8.1)"
+            ),
+            Some(252)
+        );
+        assert_eq!(parse_code("Code: 516"), Some(516));
+        assert_eq!(parse_code("500 Internal Server Error"), None);
+        assert_eq!(parse_code("Code: x"), None);
+    }
+
+    fn bad(text: &str) -> clickhouse::error::Error {
+        clickhouse::error::Error::BadResponse(text.to_string())
+    }
+
+    fn parts(e: Error) -> (String, String, Option<u32>, bool) {
+        match e {
+            Error::ClickHouse {
+                context,
+                message,
+                code,
+                transient,
+            } => (context, message, code, transient),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn classifies_server_responses() {
+        let (ctx, msg, code, tr) = parts(classify(
+            "inserting into `d`.`t`".into(),
+            &bad("Code: 60, e.displayText() = DB::Exception: Table d.t doesn't exist."),
+            &[],
+        ));
+        assert_eq!(ctx, "inserting into `d`.`t`");
+        assert!(
+            msg.contains("doesn't exist") && msg.contains("UNKNOWN_TABLE"),
+            "{msg}"
+        );
+        assert_eq!((code, tr), (Some(60), false));
+
+        let (_, _, code, tr) = parts(classify("x".into(), &bad("Code: 252. Too many parts"), &[]));
+        assert_eq!((code, tr), (Some(252), true));
+
+        let (_, _, code, tr) = parts(classify("x".into(), &bad("503 Service Unavailable"), &[]));
+        assert_eq!((code, tr), (None, true));
+
+        let (_, _, code, tr) = parts(classify("x".into(), &bad("404 Not Found"), &[]));
+        assert_eq!((code, tr), (None, false));
+
+        let (_, _, _, tr) = parts(classify(
+            "x".into(),
+            &clickhouse::error::Error::TimedOut,
+            &[],
+        ));
+        assert!(tr);
+
+        let net = clickhouse::error::Error::Network("connection refused".into());
+        let (_, msg, code, tr) = parts(classify("x".into(), &net, &[]));
+        assert_eq!((code, tr), (None, true));
+        assert!(msg.contains("connection refused"), "{msg}");
+
+        let (_, _, _, tr) = parts(classify(
+            "x".into(),
+            &clickhouse::error::Error::Compression("boom".into()),
+            &[],
+        ));
+        assert!(!tr);
+    }
+
+    #[test]
+    fn redacts_secrets_from_messages() {
+        let e = classify(
+            "q".into(),
+            &bad("Code: 193, e.displayText() = DB::Exception: Wrong password pw-PLANTED-42 for user default"),
+            &["pw-PLANTED-42", ""],
+        );
+        let text = format!("{e} {e:?}");
+        assert!(!text.contains("pw-PLANTED-42"), "{text}");
+        assert!(text.contains("***"), "{text}");
+        let (_, _, code, tr) = parts(e);
+        assert_eq!((code, tr), (Some(193), false));
+    }
+}

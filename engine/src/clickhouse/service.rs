@@ -1,0 +1,425 @@
+//! The ClickHouse HTTP client: queries, metadata, Native inserts.
+//!
+//! Built on the `clickhouse` crate's HTTP transport, used only for raw
+//! statements (`query_raw`), `fetch_bytes("TSV")` and pre-formatted inserts
+//! (`insert_formatted_with`), because its typed row fetches need
+//! `RowBinaryWithNamesAndTypes`, which 18.16 does not have. Every request is
+//! bounded by the configured timeout and every failure becomes an
+//! [`Error::ClickHouse`] classified by [`super::retry`].
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use clickhouse::insert_formatted::CompressedData;
+use clickhouse::{Client, Compression};
+use tokio::sync::OnceCell;
+use velostream_codecs::chtype::ChType;
+use velostream_codecs::ddl;
+
+use super::config::{ClickHouseConfig, InsertCompression};
+use super::retry::{self, classify};
+use super::table::TableRef;
+use super::tsv;
+use super::version::ServerVersion;
+use crate::{Error, Result};
+
+/// Uncompressed bytes per compressed block of an INSERT body (ClickHouse's
+/// own default block size, 1 MiB).
+pub const COMPRESS_BLOCK_BYTES: usize = 1 << 20;
+
+/// Per-insert options.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InsertOptions {
+    /// Sent as `insert_deduplication_token` when the server has that setting
+    /// (22.2 and later; see [`ClickHouse::supports_dedup_token`]); silently
+    /// left out otherwise.
+    pub dedup_token: Option<String>,
+    /// Explicit column list `INSERT INTO t (a, b)`; `None` means the body
+    /// carries every column (Native matches columns by name either way).
+    pub columns: Option<Vec<String>>,
+}
+
+/// A ClickHouse endpoint. Cheap to clone (clones share the connection pool
+/// and the cached server facts); `Send + Sync`.
+#[derive(Clone)]
+pub struct ClickHouse {
+    /// For statements and queries: responses are small, never compressed.
+    query_client: Client,
+    /// For inserts: ClickHouse block compression when configured.
+    insert_client: Client,
+    cfg: Arc<ClickHouseConfig>,
+    version: Arc<OnceCell<ServerVersion>>,
+    dedup_token: Arc<OnceCell<bool>>,
+}
+
+impl fmt::Debug for ClickHouse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClickHouse")
+            .field("url", &self.cfg.url)
+            .field("user", &self.cfg.user)
+            .field("password", &self.cfg.password.as_ref().map(|_| "***"))
+            .field("compression", &self.cfg.compression)
+            .field("timeout", &self.cfg.timeout)
+            .field("version", &self.version.get())
+            .finish()
+    }
+}
+
+impl ClickHouse {
+    /// Validates `cfg` (see [`ClickHouseConfig::validate`]) and prepares the
+    /// client. No request is made until the first call.
+    pub fn new(cfg: ClickHouseConfig) -> Result<Self> {
+        cfg.validate()?;
+        let mut base = Client::default()
+            .with_url(cfg.url.trim().trim_end_matches('/'))
+            .with_validation(false);
+        if let Some(user) = &cfg.user {
+            base = base.with_user(user.clone());
+        }
+        if let Some(password) = &cfg.password {
+            base = base.with_password(password.expose().to_string());
+        }
+        let query_client = base.clone().with_compression(Compression::None);
+        let insert_client = base.with_compression(match cfg.compression {
+            InsertCompression::Lz4 => Compression::Lz4,
+            InsertCompression::None => Compression::None,
+        });
+        Ok(ClickHouse {
+            query_client,
+            insert_client,
+            cfg: Arc::new(cfg),
+            version: Arc::new(OnceCell::new()),
+            dedup_token: Arc::new(OnceCell::new()),
+        })
+    }
+
+    /// The configuration this client was built from.
+    pub fn config(&self) -> &ClickHouseConfig {
+        &self.cfg
+    }
+
+    fn secrets(&self) -> Vec<&str> {
+        self.cfg
+            .password
+            .as_ref()
+            .map(|p| vec![p.expose()])
+            .unwrap_or_default()
+    }
+
+    /// Runs `fut` under the configured timeout, classifying failures.
+    async fn bounded<T>(
+        &self,
+        context: impl FnOnce() -> String,
+        fut: impl Future<Output = clickhouse::error::Result<T>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(self.cfg.timeout, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(classify(context(), &e, &self.secrets())),
+            Err(_) => Err(retry::timed_out(
+                context(),
+                self.cfg.timeout,
+                &self.secrets(),
+            )),
+        }
+    }
+
+    /// Runs a statement (DDL, `INSERT ... SELECT`, `OPTIMIZE`, ...) and
+    /// discards any result. The SQL is sent verbatim (`?` is not a
+    /// placeholder).
+    pub async fn execute(&self, sql: &str) -> Result<()> {
+        self.bounded(
+            || format!("executing {}", abbreviate(sql)),
+            self.query_client.query_raw(sql).execute(),
+        )
+        .await
+    }
+
+    /// Runs a query and returns its result as `TabSeparated` text (unless the
+    /// SQL names another `FORMAT`). See [`super::tsv`] to split it.
+    pub async fn query_tsv(&self, sql: &str) -> Result<String> {
+        self.query_tsv_with_context(sql, || format!("querying {}", abbreviate(sql)))
+            .await
+    }
+
+    async fn query_tsv_with_context(
+        &self,
+        sql: &str,
+        context: impl FnOnce() -> String,
+    ) -> Result<String> {
+        let query = self.query_client.query_raw(sql);
+        let bytes = self
+            .bounded(
+                context,
+                async move { query.fetch_bytes("TSV")?.collect().await },
+            )
+            .await?;
+        String::from_utf8(bytes.to_vec()).map_err(|e| Error::ClickHouse {
+            context: retry::redact(&format!("querying {}", abbreviate(sql)), &self.secrets()),
+            message: format!("response is not UTF-8: {e}"),
+            code: None,
+            transient: false,
+        })
+    }
+
+    /// `SELECT version()`, parsed and cached for the life of this client and
+    /// its clones.
+    pub async fn server_version(&self) -> Result<ServerVersion> {
+        let v = self
+            .version
+            .get_or_try_init(|| async {
+                let text = self
+                    .query_tsv_with_context("SELECT version()", || {
+                        format!("reading the server version from {}", self.cfg.url)
+                    })
+                    .await?;
+                ServerVersion::parse(&text)
+            })
+            .await?;
+        Ok(*v)
+    }
+
+    /// Whether the server knows the `insert_deduplication_token` setting
+    /// (added in ClickHouse 22.2; absent on 18.16). Asked once from
+    /// `system.settings` and cached. [`ClickHouse::insert_native`] leaves the
+    /// token out when this is `false`, so a caller that relies on
+    /// deduplication must check it.
+    pub async fn supports_dedup_token(&self) -> Result<bool> {
+        let v = self
+            .dedup_token
+            .get_or_try_init(|| async {
+                let text = self
+                    .query_tsv_with_context(
+                        "SELECT count() FROM system.settings \
+                         WHERE name = 'insert_deduplication_token'",
+                        || "checking for the insert_deduplication_token setting".to_string(),
+                    )
+                    .await?;
+                Ok::<bool, Error>(text.trim() != "0")
+            })
+            .await?;
+        Ok(*v)
+    }
+
+    /// `database = <literal>` for `system.*` filters; the current database
+    /// when the table is not qualified.
+    fn database_filter(t: &TableRef) -> String {
+        match &t.database {
+            Some(db) => format!("database = {}", ddl::quote_string(db)),
+            None => "database = currentDatabase()".to_string(),
+        }
+    }
+
+    /// Whether database `name` exists.
+    pub async fn database_exists(&self, name: &str) -> Result<bool> {
+        let sql = format!(
+            "SELECT count() FROM system.databases WHERE name = {}",
+            ddl::quote_string(name)
+        );
+        let text = self
+            .query_tsv_with_context(&sql, || {
+                format!("checking whether database {name:?} exists")
+            })
+            .await?;
+        Ok(text.trim() != "0")
+    }
+
+    /// Whether table `t` exists.
+    pub async fn table_exists(&self, t: &TableRef) -> Result<bool> {
+        let sql = format!(
+            "SELECT count() FROM system.tables WHERE {} AND name = {}",
+            Self::database_filter(t),
+            ddl::quote_string(&t.table)
+        );
+        let text = self
+            .query_tsv_with_context(&sql, || format!("checking whether table {t} exists"))
+            .await?;
+        Ok(text.trim() != "0")
+    }
+
+    /// The columns of `t` in table order, from `system.columns`, with their
+    /// parsed types; `None` when the table does not exist. Names come back
+    /// exactly as stored, whatever characters they contain.
+    pub async fn table_columns(&self, t: &TableRef) -> Result<Option<Vec<(String, ChType)>>> {
+        let sql = format!(
+            "SELECT name, type FROM system.columns WHERE {} AND table = {}",
+            Self::database_filter(t),
+            ddl::quote_string(&t.table)
+        );
+        let context = || format!("reading the columns of table {t}");
+        let text = self.query_tsv_with_context(&sql, context).await?;
+        let rows = tsv::parse_rows(&text);
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let mut columns = Vec::with_capacity(rows.len());
+        for row in rows {
+            let [name, ty]: [String; 2] =
+                row.try_into()
+                    .map_err(|row: Vec<String>| Error::ClickHouse {
+                        context: context(),
+                        message: format!("expected 2 fields per row, got {}", row.len()),
+                        code: None,
+                        transient: false,
+                    })?;
+            let parsed = ChType::parse(&ty).map_err(|e| Error::ClickHouse {
+                context: context(),
+                message: format!("column {name:?}: {e}"),
+                code: None,
+                transient: false,
+            })?;
+            columns.push((name, parsed));
+        }
+        Ok(Some(columns))
+    }
+
+    /// `SELECT count() FROM t`.
+    pub async fn count_rows(&self, t: &TableRef) -> Result<u64> {
+        let sql = format!("SELECT count() FROM {}", t.sql()?);
+        let context = || format!("counting the rows of table {t}");
+        let text = self.query_tsv_with_context(&sql, context).await?;
+        text.trim().parse().map_err(|e| Error::ClickHouse {
+            context: context(),
+            message: format!("count() returned {:?}: {e}", text.trim()),
+            code: None,
+            transient: false,
+        })
+    }
+
+    /// Sends `body` (one or more Native blocks, see
+    /// `velostream_codecs::native::NativeEncoder`) as
+    /// `INSERT INTO t [(cols)] FORMAT Native`, compressed per the config in
+    /// blocks of [`COMPRESS_BLOCK_BYTES`]. Succeeds only when the server has
+    /// stored the data.
+    pub async fn insert_native(
+        &self,
+        t: &TableRef,
+        body: Bytes,
+        opts: &InsertOptions,
+    ) -> Result<()> {
+        self.insert_formatted(t, "Native", body, opts).await
+    }
+
+    /// Like [`ClickHouse::insert_native`] for any input format the server
+    /// knows (`JSONEachRow`, `RowBinary`, `TSV`, ...). `format` must be a bare
+    /// format name (letters, digits, `_`).
+    pub async fn insert_formatted(
+        &self,
+        t: &TableRef,
+        format: &str,
+        body: Bytes,
+        opts: &InsertOptions,
+    ) -> Result<()> {
+        if format.is_empty()
+            || !format
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(Error::Config(format!(
+                "invalid ClickHouse input format name {format:?}"
+            )));
+        }
+        let mut sql = format!("INSERT INTO {}", t.sql()?);
+        if let Some(columns) = &opts.columns {
+            let quoted = columns
+                .iter()
+                .map(|c| ddl::quote_ident(c))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            sql.push_str(&format!(" ({})", quoted.join(", ")));
+        }
+        sql.push_str(&format!(" FORMAT {format}"));
+
+        let token = match &opts.dedup_token {
+            Some(token) if self.supports_dedup_token().await? => Some(token.clone()),
+            _ => None,
+        };
+        let compression = self.cfg.compression;
+        let len = body.len();
+        let context =
+            || format!("inserting {len} bytes of {format} data ({compression}) into table {t}");
+
+        let chunks: Vec<Chunk> = match compression {
+            InsertCompression::None => vec![Chunk::Plain(body)],
+            InsertCompression::Lz4 => {
+                let compressed = tokio::task::spawn_blocking(move || {
+                    body.chunks(COMPRESS_BLOCK_BYTES)
+                        .map(|c| CompressedData::new(c, Compression::Lz4).map(Chunk::Lz4))
+                        .collect::<clickhouse::error::Result<Vec<_>>>()
+                })
+                .await
+                .map_err(|e| Error::ClickHouse {
+                    context: context(),
+                    message: format!("LZ4 compression task failed: {e}"),
+                    code: None,
+                    transient: false,
+                })?;
+                compressed.map_err(|e| classify(context(), &e, &[]))?
+            }
+        };
+
+        let mut insert = self
+            .insert_client
+            .insert_formatted_with(sql)
+            .with_timeouts(Some(self.cfg.timeout), Some(self.cfg.timeout));
+        if let Some(token) = token {
+            insert = insert.with_setting("insert_deduplication_token", token);
+        }
+        self.bounded(context, async move {
+            for chunk in chunks {
+                match chunk {
+                    Chunk::Plain(b) => insert.send(b).await?,
+                    Chunk::Lz4(c) => insert.send_compressed(c).await?,
+                }
+            }
+            insert.end().await
+        })
+        .await
+    }
+}
+
+/// One piece of an INSERT body.
+enum Chunk {
+    Plain(Bytes),
+    Lz4(CompressedData),
+}
+
+/// The first line of `sql`, at most 120 characters, for error contexts.
+fn abbreviate(sql: &str) -> String {
+    let line = sql.trim().lines().next().unwrap_or("");
+    let mut out: String = line.chars().take(120).collect();
+    if out.len() < sql.trim().len() {
+        out.push_str(" ...");
+    }
+    format!("{out:?}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn abbreviates_long_sql() {
+        assert_eq!(abbreviate("SELECT 1"), "\"SELECT 1\"");
+        let long = format!("SELECT {}", "x, ".repeat(100));
+        let a = abbreviate(&long);
+        assert!(a.len() < 140 && a.ends_with(" ...\""), "{a}");
+        assert_eq!(abbreviate("SELECT 1\nFROM t"), "\"SELECT 1 ...\"");
+    }
+
+    #[test]
+    fn new_rejects_bad_config_and_debug_hides_password() {
+        assert!(ClickHouse::new(ClickHouseConfig::new("http://u:p@127.0.0.1:1")).is_err());
+        let mut cfg = ClickHouseConfig::new("http://127.0.0.1:1");
+        cfg.password = Some("planted-pw-77".into());
+        let ch = ClickHouse::new(cfg).unwrap();
+        let dbg = format!("{ch:?}");
+        assert!(!dbg.contains("planted-pw-77"), "{dbg}");
+    }
+
+    #[test]
+    fn clickhouse_is_send_sync_clone() {
+        fn check<T: Send + Sync + Clone + 'static>() {}
+        check::<ClickHouse>();
+    }
+}
