@@ -124,24 +124,18 @@ fn contract_name(series: &str) -> Option<&'static str> {
 fn balanced(expr: &str) -> bool {
     let mut stack = Vec::new();
     for c in expr.chars() {
-        match c {
-            '(' | '[' | '{' => stack.push(c),
-            ')' => {
-                if stack.pop() != Some('(') {
-                    return false;
-                }
+        let open = match c {
+            '(' | '[' | '{' => {
+                stack.push(c);
+                continue;
             }
-            ']' => {
-                if stack.pop() != Some('[') {
-                    return false;
-                }
-            }
-            '}' => {
-                if stack.pop() != Some('{') {
-                    return false;
-                }
-            }
-            _ => {}
+            ')' => '(',
+            ']' => '[',
+            '}' => '{',
+            _ => continue,
+        };
+        if stack.pop() != Some(open) {
+            return false;
         }
     }
     stack.is_empty()
