@@ -9,3 +9,4 @@ mod source_discover;
 mod source_fixtures;
 mod source_schema;
 mod source_testdata;
+mod clickhouse_client;
