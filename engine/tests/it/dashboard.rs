@@ -270,6 +270,8 @@ fn every_dashboard_query_returns_data_from_a_real_bench_run() {
     let target = harness::scrape(&metrics_addr);
     let rows = 200_000u64;
 
+    let data_dir = tempfile::tempdir().unwrap();
+
     let start = unix_now() - 2.0;
     let t0 = Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_velostream"))
@@ -280,6 +282,9 @@ fn every_dashboard_query_returns_data_from_a_real_bench_run() {
             "--metrics-addr",
             &metrics_addr,
         ])
+        // Keep /metrics up after the run so the final values are scraped.
+        .args(["--hold-metrics-secs", "3", "--data-dir"])
+        .arg(data_dir.path())
         .env("VELOSTREAM_QUIET", "1")
         .output()
         .expect("running velostream bench");
@@ -308,21 +313,25 @@ fn every_dashboard_query_returns_data_from_a_real_bench_run() {
         "Prometheus scraped the bench at {metrics_addr} only {up_samples} times in {elapsed:?}: {scraped:?}"
     );
 
-    let produced = harness::prom_query(&format!(
-        "max_over_time({}{selector}[{}s])",
+    // The metrics agree with what the run did.
+    let window = (end - start).ceil() as u64 + 1;
+    for name in [
         metrics::PRODUCER_ROWS,
-        (end - start).ceil() as u64 + 1
-    ));
-    let produced: f64 = produced
-        .first()
-        .and_then(|s| s["value"][1].as_str())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {} series scraped: {produced:?}", metrics::PRODUCER_ROWS));
-    assert!(
-        produced > 0.0 && produced <= rows as f64,
-        "{} reached {produced}, expected within (0, {rows}]",
-        metrics::PRODUCER_ROWS
-    );
+        metrics::CONSUMER_INSERTED_ROWS,
+        metrics::CLICKHOUSE_ROWS,
+    ] {
+        let result =
+            harness::prom_query(&format!("max(max_over_time({name}{selector}[{window}s]))"));
+        let value: f64 = result
+            .first()
+            .and_then(|s| s["value"][1].as_str())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} series scraped: {result:?}"));
+        assert_eq!(
+            value, rows as f64,
+            "{name} at the end of a {rows}-row bench"
+        );
+    }
 
     let mut failures = Vec::new();
     for (title, ref_id, expr) in queries(&dashboard()) {
