@@ -1,1 +1,114 @@
-fn main(){}
+//! Codec micro-benchmarks on NYC-taxi batches (the generator's model) of
+//! 8k, 64k and 1M rows: Arrow IPC encode/decode (none, LZ4, ZSTD), ClickHouse
+//! Native encode (modern and legacy type mappings) and the per-row JSON
+//! baseline. Throughput is reported per row ("elements") so the cases compare
+//! directly; `cargo bench -p velostream-benches` prints rows/s, and the
+//! encoded sizes are printed once per case as bytes/row.
+//!
+//! Reproduce: `cargo bench -p velostream-benches --bench codecs`.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use velostream_codecs::ipc::{decode, IpcCompression, IpcEncoder};
+use velostream_codecs::json_rows::JsonRowEncoder;
+use velostream_codecs::mapping::{table_columns, MappingOptions, ServerCaps};
+use velostream_codecs::native::NativeEncoder;
+
+const SIZES: &[usize] = &[8_192, 65_536, 1_048_576];
+
+fn taxi(rows: usize) -> arrow_array::RecordBatch {
+    velostream::gen::sample_batch(rows, 42).expect("taxi batch")
+}
+
+fn ipc(c: &mut Criterion) {
+    for &rows in SIZES {
+        let batch = taxi(rows);
+        let schema = batch.schema();
+        let mut g = c.benchmark_group(format!("ipc/{rows}"));
+        g.throughput(Throughput::Elements(rows as u64));
+        if rows >= 1_000_000 {
+            g.sample_size(10);
+        }
+        for comp in [
+            IpcCompression::None,
+            IpcCompression::Lz4Frame,
+            IpcCompression::Zstd,
+        ] {
+            let enc = IpcEncoder::new(comp).unwrap();
+            let bytes = enc.encode(&schema, std::slice::from_ref(&batch)).unwrap();
+            eprintln!(
+                "ipc/{rows}/{}: {:.1} bytes/row",
+                comp.name(),
+                bytes.len() as f64 / rows as f64
+            );
+            g.bench_function(BenchmarkId::new("encode", comp.name()), |b| {
+                b.iter(|| {
+                    enc.encode(&schema, std::slice::from_ref(black_box(&batch)))
+                        .unwrap()
+                })
+            });
+            g.bench_function(BenchmarkId::new("decode", comp.name()), |b| {
+                b.iter(|| decode(black_box(&bytes)).unwrap())
+            });
+        }
+        g.finish();
+    }
+}
+
+fn native(c: &mut Criterion) {
+    for &rows in SIZES {
+        let batch = taxi(rows);
+        let schema = batch.schema();
+        let mut g = c.benchmark_group(format!("native/{rows}"));
+        g.throughput(Throughput::Elements(rows as u64));
+        if rows >= 1_000_000 {
+            g.sample_size(10);
+        }
+        for (name, caps) in [
+            ("modern", ServerCaps::MODERN),
+            ("legacy", ServerCaps::LEGACY),
+        ] {
+            let cols = table_columns(&schema, caps).unwrap();
+            let enc = NativeEncoder::new(&schema, &cols, MappingOptions::default()).unwrap();
+            let mut out = Vec::new();
+            enc.encode(&batch, &mut out).unwrap();
+            eprintln!(
+                "native/{rows}/{name}: {:.1} bytes/row",
+                out.len() as f64 / rows as f64
+            );
+            g.bench_function(BenchmarkId::new("encode", name), |b| {
+                b.iter(|| {
+                    out.clear();
+                    enc.encode(black_box(&batch), &mut out).unwrap();
+                })
+            });
+        }
+        g.finish();
+    }
+}
+
+fn json_rows(c: &mut Criterion) {
+    for &rows in &SIZES[..2] {
+        let batch = taxi(rows);
+        let enc = JsonRowEncoder::new(&batch.schema()).unwrap();
+        let mut g = c.benchmark_group(format!("json_rows/{rows}"));
+        g.throughput(Throughput::Elements(rows as u64));
+        let mut buf = Vec::new();
+        g.bench_function("encode", |b| {
+            b.iter(|| {
+                let mut total = 0;
+                for row in 0..batch.num_rows() {
+                    buf.clear();
+                    enc.write_row(black_box(&batch), row, &mut buf).unwrap();
+                    total += buf.len();
+                }
+                total
+            })
+        });
+        g.finish();
+    }
+}
+
+criterion_group!(benches, ipc, native, json_rows);
+criterion_main!(benches);

@@ -1,1 +1,3 @@
-//! Shared fixtures for the criterion benches live in the benches themselves.
+//! VeloStream benchmarks. The criterion benches are in `benches/benches/`,
+//! the end-to-end comparison scripts and recorded results beside them in
+//! `benches/` (see `benches/README.md` and `benches/RESULTS.md`).

@@ -67,7 +67,10 @@ impl Envelope {
     pub fn to_headers(&self) -> Vec<(&'static str, Vec<u8>)> {
         let mut h = vec![
             (H_VERSION, self.version.to_string().into_bytes()),
-            (H_SCHEMA, format!("{:016x}", self.schema_fingerprint).into_bytes()),
+            (
+                H_SCHEMA,
+                format!("{:016x}", self.schema_fingerprint).into_bytes(),
+            ),
             (H_ROWS, self.rows.to_string().into_bytes()),
         ];
         if let Some(s) = &self.source {
@@ -185,7 +188,11 @@ fn canonical_type(t: &DataType, out: &mut String) {
     use DataType::*;
     match t {
         List(f) | LargeList(f) | ListView(f) | LargeListView(f) => {
-            out.push_str(if matches!(t, List(_) | ListView(_)) { "list<" } else { "largelist<" });
+            out.push_str(if matches!(t, List(_) | ListView(_)) {
+                "list<"
+            } else {
+                "largelist<"
+            });
             canonical_field(f, out);
             out.push('>');
         }
@@ -215,7 +222,10 @@ fn canonical_type(t: &DataType, out: &mut String) {
             out.push('>');
         }
         Timestamp(unit, tz) => {
-            out.push_str(&format!("timestamp({unit:?},{})", tz.as_deref().unwrap_or("")));
+            out.push_str(&format!(
+                "timestamp({unit:?},{})",
+                tz.as_deref().unwrap_or("")
+            ));
         }
         other => out.push_str(&format!("{other:?}")),
     }
@@ -274,7 +284,10 @@ mod tests {
     fn unknown_version_and_bad_values_name_the_header() {
         let hs = [(H_VERSION, Some(&b"2"[..]))];
         let err = Envelope::from_headers(hs).unwrap_err().to_string();
-        assert!(err.contains("velostream.v") && err.contains("version 2"), "{err}");
+        assert!(
+            err.contains("velostream.v") && err.contains("version 2"),
+            "{err}"
+        );
         let hs = [
             (H_VERSION, Some(&b"1"[..])),
             (H_SCHEMA, Some(&b"00000000000000zz"[..])),

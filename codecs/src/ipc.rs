@@ -262,11 +262,16 @@ fn check_framing(bytes: &[u8], limits: &DecodeLimits) -> Result<usize> {
             }
         };
         if let Some(batch) = batch {
-            let buffers = batch.buffers().map(|b| b.iter().collect::<Vec<_>>()).unwrap_or_default();
+            let buffers = batch
+                .buffers()
+                .map(|b| b.iter().collect::<Vec<_>>())
+                .unwrap_or_default();
             let compressed = batch.compression().is_some();
             for b in buffers {
                 let (offset, length) = (b.offset(), b.length());
-                if offset < 0 || length < 0 || (offset as u64).saturating_add(length as u64) > body_len
+                if offset < 0
+                    || length < 0
+                    || (offset as u64).saturating_add(length as u64) > body_len
                 {
                     return Err(malformed(format!(
                         "buffer [{offset}, +{length}) lies outside the {body_len}-byte body"
@@ -283,8 +288,11 @@ fn check_framing(bytes: &[u8], limits: &DecodeLimits) -> Result<usize> {
                             "compressed buffer claims a negative length {claimed}"
                         )));
                     }
-                    decompressed_total = decompressed_total
-                        .saturating_add(if claimed == -1 { length as u64 } else { claimed as u64 });
+                    decompressed_total = decompressed_total.saturating_add(if claimed == -1 {
+                        length as u64
+                    } else {
+                        claimed as u64
+                    });
                 } else {
                     decompressed_total = decompressed_total.saturating_add(length as u64);
                 }

@@ -74,9 +74,30 @@ impl JsonRowEncoder {
 fn check_type(column: &str, t: &DataType) -> Result<()> {
     use DataType::*;
     match t {
-        Null | Boolean | Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32 | UInt64
-        | Float16 | Float32 | Float64 | Utf8 | LargeUtf8 | Utf8View | Binary | LargeBinary
-        | BinaryView | FixedSizeBinary(_) | Date32 | Date64 | Timestamp(_, _) | Decimal128(_, _)
+        Null
+        | Boolean
+        | Int8
+        | Int16
+        | Int32
+        | Int64
+        | UInt8
+        | UInt16
+        | UInt32
+        | UInt64
+        | Float16
+        | Float32
+        | Float64
+        | Utf8
+        | LargeUtf8
+        | Utf8View
+        | Binary
+        | LargeBinary
+        | BinaryView
+        | FixedSizeBinary(_)
+        | Date32
+        | Date64
+        | Timestamp(_, _)
+        | Decimal128(_, _)
         | Decimal256(_, _) => Ok(()),
         Dictionary(_, v) => check_type(column, v),
         List(f) | LargeList(f) => check_type(column, f.data_type()),
@@ -297,9 +318,18 @@ mod tests {
     #[test]
     fn scalars_nulls_and_escapes() {
         let batch = RecordBatch::try_from_iter([
-            ("i", Arc::new(Int64Array::from(vec![Some(-1), None])) as ArrayRef),
-            ("f", Arc::new(Float64Array::from(vec![1.5, f64::NAN])) as ArrayRef),
-            ("b", Arc::new(BooleanArray::from(vec![true, false])) as ArrayRef),
+            (
+                "i",
+                Arc::new(Int64Array::from(vec![Some(-1), None])) as ArrayRef,
+            ),
+            (
+                "f",
+                Arc::new(Float64Array::from(vec![1.5, f64::NAN])) as ArrayRef,
+            ),
+            (
+                "b",
+                Arc::new(BooleanArray::from(vec![true, false])) as ArrayRef,
+            ),
             (
                 "s\"q",
                 Arc::new(StringArray::from(vec![Some("a\"b\\c\n\u{1}é"), Some("")])) as ArrayRef,

@@ -1,1 +1,25 @@
-fn main() {}
+//! The `velostream` binary: parse, set up logging, run, map errors to exit codes.
+
+use clap::Parser;
+use velostream::cli::{self, Cli};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    match cli::run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // Every engine error's Display already names its cause.
+            eprintln!("error: {e}");
+            match e {
+                velostream::Error::Interrupted(_) => std::process::ExitCode::from(130),
+                _ => std::process::ExitCode::FAILURE,
+            }
+        }
+    }
+}

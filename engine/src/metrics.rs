@@ -84,12 +84,11 @@ const ROW_BUCKETS: &[f64] = &[
 pub fn install(addr: Option<SocketAddr>) -> Result<()> {
     let builder = PrometheusBuilder::new();
     let builder = builder
-        .set_buckets_for_metric(
-            Matcher::Suffix("_seconds".into()),
-            LATENCY_BUCKETS,
-        )
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
         .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_size_bytes".into()), SIZE_BUCKETS))
-        .and_then(|b| b.set_buckets_for_metric(Matcher::Full(CONSUMER_INSERT_ROWS.into()), ROW_BUCKETS))
+        .and_then(|b| {
+            b.set_buckets_for_metric(Matcher::Full(CONSUMER_INSERT_ROWS.into()), ROW_BUCKETS)
+        })
         .map_err(|e| Error::Config(format!("metrics buckets: {e}")))?;
     let result = match addr {
         Some(addr) => builder.with_http_listener(addr).install(),

@@ -1,0 +1,191 @@
+//! `velostream consume`: a consumer-group member loading a topic into ClickHouse.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::clickhouse::{ClickHouseConfig, InsertCompression, Secret, TableRef};
+use crate::consumer::{self, ConsumerConfig};
+use crate::kafka::KafkaArgs;
+use crate::producer::MessageFormat;
+use crate::source::{ParquetSource, SourceOptions};
+use crate::{Error, Result};
+
+/// ClickHouse connection flags (shared by consume and bench).
+#[derive(Clone, Debug, clap::Args)]
+pub struct ClickHouseArgs {
+    /// ClickHouse HTTP endpoint, e.g. http://127.0.0.1:8123 (no credentials in the URL).
+    #[arg(long, env = "VELOSTREAM_CLICKHOUSE_URL")]
+    pub clickhouse_url: String,
+
+    /// ClickHouse user.
+    #[arg(long, env = "VELOSTREAM_CLICKHOUSE_USER")]
+    pub clickhouse_user: Option<String>,
+
+    /// ClickHouse password (prefer the environment variable; never printed).
+    #[arg(long, env = "VELOSTREAM_CLICKHOUSE_PASSWORD", hide_env_values = true)]
+    pub clickhouse_password: Option<String>,
+
+    /// Compression of insert bodies: lz4 or none.
+    #[arg(long, default_value = "lz4", value_parser = ["lz4", "none"])]
+    pub clickhouse_compression: String,
+}
+
+impl ClickHouseArgs {
+    /// The client configuration.
+    pub fn config(&self) -> ClickHouseConfig {
+        let mut c = ClickHouseConfig::new(self.clickhouse_url.clone());
+        c.user = self.clickhouse_user.clone();
+        c.password = self.clickhouse_password.clone().map(Secret::new);
+        c.compression = if self.clickhouse_compression == "none" {
+            InsertCompression::None
+        } else {
+            InsertCompression::Lz4
+        };
+        c
+    }
+}
+
+/// Consume a topic into a ClickHouse table as a member of a consumer group.
+///
+/// Each message (an Arrow IPC stream) is decoded, optionally transformed by
+/// one SQL SELECT over the table `input`, coalesced into large inserts and
+/// written as ClickHouse Native blocks. Offsets are committed only after
+/// ClickHouse has acknowledged the rows before them; --exactly-once also
+/// stores them with the data and resumes from ClickHouse. Messages that
+/// cannot be decoded or transformed go to --dlq-topic.
+#[derive(Debug, clap::Args)]
+pub struct ConsumeArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    #[command(flatten)]
+    pub clickhouse: ClickHouseArgs,
+
+    /// Topic to consume.
+    #[arg(long, env = "VELOSTREAM_TOPIC")]
+    pub topic: String,
+
+    /// Consumer group id; processes with the same group share the partitions.
+    #[arg(long, default_value = "velostream")]
+    pub group: String,
+
+    /// Target table, [DATABASE.]TABLE.
+    #[arg(long)]
+    pub table: String,
+
+    /// SQL transform file: one SELECT over the table `input` (see sql/transforms/).
+    #[arg(long, value_name = "FILE")]
+    pub transform: Option<PathBuf>,
+
+    /// Take the topic's schema from this Parquet file (otherwise from the first message).
+    #[arg(long, value_name = "FILE")]
+    pub schema_from: Option<PathBuf>,
+
+    /// Create the table when it does not exist.
+    #[arg(long)]
+    pub create_table: bool,
+
+    /// ORDER BY columns of a created table (comma separated; default tuple()).
+    #[arg(long, value_delimiter = ',')]
+    pub order_by: Vec<String>,
+
+    /// Store offsets with the data and resume from ClickHouse (no duplicates after crashes).
+    #[arg(long)]
+    pub exactly_once: bool,
+
+    /// Dead-letter topic for messages that cannot be decoded or transformed.
+    #[arg(long)]
+    pub dlq_topic: Option<String>,
+
+    /// Rows per insert (ClickHouse prefers few large inserts).
+    #[arg(long, default_value_t = 500_000)]
+    pub insert_rows: usize,
+
+    /// In-memory bytes per insert.
+    #[arg(long, default_value_t = 256 << 20)]
+    pub insert_bytes: usize,
+
+    /// Longest time a row waits before its insert is sent, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub max_delay_ms: u64,
+
+    /// Parallel insert streams (partition p uses stream p mod N).
+    #[arg(long, default_value_t = 2)]
+    pub insert_streams: usize,
+
+    /// Allow dropping sub-second precision when the table has DateTime columns.
+    #[arg(long)]
+    pub allow_truncation: bool,
+
+    /// Message format: arrow, or json-rows for the old per-row JSON design.
+    #[arg(long, value_enum, default_value = "arrow")]
+    pub format: MessageFormat,
+
+    /// Exit after this many seconds without messages (once everything is inserted).
+    #[arg(long, value_name = "SECS")]
+    pub exit_when_idle: Option<f64>,
+
+    /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9465.
+    #[arg(long, env = "VELOSTREAM_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+impl ConsumeArgs {
+    /// The consumer configuration these arguments describe.
+    pub fn consumer_config(&self) -> Result<ConsumerConfig> {
+        let mut c = ConsumerConfig::new(
+            self.kafka.clone(),
+            &self.topic,
+            &self.group,
+            self.clickhouse.config(),
+            TableRef::parse(&self.table)?,
+        );
+        c.transform = self.transform.clone();
+        if let Some(p) = &self.schema_from {
+            let src = ParquetSource::open(std::slice::from_ref(p), &SourceOptions::default())?;
+            c.input_schema = Some(src.schema());
+        }
+        c.create_table = self.create_table;
+        c.order_by = self.order_by.clone();
+        c.exactly_once = self.exactly_once;
+        c.dlq_topic = self.dlq_topic.clone();
+        c.insert_rows = self.insert_rows;
+        c.insert_bytes = self.insert_bytes;
+        c.max_delay = Duration::from_millis(self.max_delay_ms);
+        c.lanes = self.insert_streams.max(1);
+        c.allow_truncation = self.allow_truncation;
+        c.format = self.format;
+        c.exit_when_idle = match self.exit_when_idle {
+            Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
+            Some(s) => {
+                return Err(Error::Config(format!(
+                    "--exit-when-idle {s}: must be a positive number"
+                )))
+            }
+            None => None,
+        };
+        Ok(c)
+    }
+}
+
+/// Runs `velostream consume`.
+pub fn run(args: ConsumeArgs) -> Result<()> {
+    let cfg = args.consumer_config()?;
+    let rt = super::produce::runtime()?;
+    let stop = super::stop_flag()?;
+    let summary = rt.block_on(async {
+        crate::metrics::install(args.metrics_addr)?;
+        consumer::run(cfg, stop).await
+    })?;
+    println!(
+        "consumed {} messages ({} rows, {:.1} MB), inserted {} rows, dead-lettered {} messages in {:.2}s",
+        summary.messages,
+        summary.rows_consumed,
+        summary.bytes_consumed as f64 / 1e6,
+        summary.rows_inserted,
+        summary.dead_letters,
+        summary.elapsed_secs
+    );
+    Ok(())
+}

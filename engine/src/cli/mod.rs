@@ -1,0 +1,60 @@
+//! Command-line interface: argument types and the `run` functions behind
+//! each subcommand. `main.rs` only parses and calls [`run`].
+
+pub mod bench;
+pub mod consume;
+pub mod gen;
+pub mod produce;
+mod signals;
+
+use clap::{Parser, Subcommand};
+
+pub use signals::stop_flag;
+
+/// VeloStream: Parquet → Kafka (compressed Arrow IPC) → DataFusion SQL → ClickHouse Native.
+#[derive(Debug, Parser)]
+#[command(name = "velostream", version, about, long_about = LONG_ABOUT)]
+pub struct Cli {
+    /// Log filter (tracing env-filter syntax), e.g. `info` or `velostream=debug`.
+    #[arg(long, global = true, env = "VELOSTREAM_LOG", default_value = "warn")]
+    pub log: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+const LONG_ABOUT: &str = "\
+VeloStream moves large Parquet data sets into ClickHouse through Kafka as fast as
+the hardware allows: row groups travel as compressed Arrow IPC record batches, the
+consumer can apply a DataFusion SQL transform, and rows are inserted as native
+columnar blocks.
+
+Typical use:
+  velostream gen --rows 10000000 --out data/taxi
+  velostream produce --brokers 127.0.0.1:9092 --topic trips --partitions 4 data/taxi
+  velostream consume --brokers 127.0.0.1:9092 --topic trips --group loaders \\
+      --clickhouse-url http://127.0.0.1:8123 --table taxi.trips --create-table
+  velostream bench --rows 20000000      # the whole pipeline, measured and validated";
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a synthetic NYC yellow-taxi data set as Parquet.
+    Gen(gen::GenArgs),
+    /// Send Parquet files to Kafka as compressed Arrow IPC messages.
+    Produce(produce::ProduceArgs),
+    /// Consume a topic into a ClickHouse table (a consumer-group member).
+    Consume(consume::ConsumeArgs),
+    /// Run, measure and validate the whole pipeline end to end.
+    Bench(bench::BenchArgs),
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> crate::Result<()> {
+    match cli.command {
+        Command::Gen(a) => gen::run(a),
+        Command::Produce(a) => produce::run(a),
+        Command::Consume(a) => consume::run(a),
+        Command::Bench(a) => bench::run(a),
+    }
+}

@@ -1,0 +1,90 @@
+//! Consumer settings.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use arrow_schema::SchemaRef;
+
+use crate::clickhouse::{ClickHouseConfig, TableRef};
+use crate::kafka::KafkaArgs;
+use crate::producer::MessageFormat;
+
+/// Everything one consumer-group member needs.
+#[derive(Clone, Debug)]
+pub struct ConsumerConfig {
+    pub kafka: KafkaArgs,
+    pub topic: String,
+    pub group: String,
+    pub clickhouse: ClickHouseConfig,
+    pub table: TableRef,
+    /// A `.sql` file with one SELECT over `input`.
+    pub transform: Option<PathBuf>,
+    /// The topic's Arrow schema when known in advance; otherwise it is
+    /// taken from the first message.
+    pub input_schema: Option<SchemaRef>,
+    /// Create the table from the (transformed) schema when it is missing.
+    pub create_table: bool,
+    /// ORDER BY columns for a created table (default `tuple()`).
+    pub order_by: Vec<String>,
+    /// Store offsets with the data and resume from ClickHouse.
+    pub exactly_once: bool,
+    /// Dead-letter topic for messages that cannot be decoded or transformed.
+    pub dlq_topic: Option<String>,
+    /// Flush an insert at this many rows …
+    pub insert_rows: usize,
+    /// … or this many in-memory bytes …
+    pub insert_bytes: usize,
+    /// … or when its oldest row has waited this long.
+    pub max_delay: Duration,
+    /// Parallel insert streams ("lanes"); partition p uses lane p mod lanes.
+    pub lanes: usize,
+    /// Allow dropping sub-second precision into DateTime columns.
+    pub allow_truncation: bool,
+    /// Arrow IPC messages, or the per-row JSON baseline.
+    pub format: MessageFormat,
+    /// Exit once no message has arrived for this long and everything is inserted.
+    pub exit_when_idle: Option<Duration>,
+}
+
+impl ConsumerConfig {
+    /// Defaults for the given endpoints.
+    pub fn new(
+        kafka: KafkaArgs,
+        topic: impl Into<String>,
+        group: impl Into<String>,
+        clickhouse: ClickHouseConfig,
+        table: TableRef,
+    ) -> Self {
+        ConsumerConfig {
+            kafka,
+            topic: topic.into(),
+            group: group.into(),
+            clickhouse,
+            table,
+            transform: None,
+            input_schema: None,
+            create_table: false,
+            order_by: Vec::new(),
+            exactly_once: false,
+            dlq_topic: None,
+            insert_rows: 500_000,
+            insert_bytes: 256 << 20,
+            max_delay: Duration::from_millis(1000),
+            lanes: 2,
+            allow_truncation: false,
+            format: MessageFormat::Arrow,
+            exit_when_idle: None,
+        }
+    }
+}
+
+/// Names of the offset columns added to the table in exactly-once mode.
+pub const PARTITION_COLUMN: &str = "_velostream_partition";
+pub const OFFSET_COLUMN: &str = "_velostream_offset";
+
+/// Poll timeout of the consumer thread.
+pub(super) const POLL_TIMEOUT: Duration = Duration::from_millis(50);
+/// How often offsets are committed and lag is refreshed.
+pub(super) const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+/// Items buffered per lane before the consumer pauses.
+pub(super) const LANE_DEPTH: usize = 32;

@@ -1,0 +1,397 @@
+//! The consumer thread: polls Kafka, decodes messages, routes them to the
+//! lanes, commits stored offsets and publishes lag.
+//!
+//! Backpressure: when a lane's channel is full (ClickHouse is slow or away)
+//! the message waits in a local queue, every assigned partition is paused
+//! and polling continues (so the group membership stays alive) until the
+//! lane accepts it again. Memory stays bounded by the lane depth, the insert
+//! size and one poll's worth of messages.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::{Message, TopicPartitionList};
+use tokio::sync::mpsc::error::TrySendError;
+use velostream_codecs::envelope::Envelope;
+use velostream_codecs::ipc;
+
+use super::config::{ConsumerConfig, COMMIT_INTERVAL, POLL_TIMEOUT};
+use super::context::{Ctx, Shared};
+use super::dlq::DeadLetters;
+use super::lane::{Item, LaneMsg, Rows};
+use super::pipeline::Pipeline;
+use super::ConsumeSummary;
+use crate::metrics as m;
+use crate::producer::MessageFormat;
+use crate::{Error, Result};
+
+pub(super) struct Poller {
+    pub cfg: ConsumerConfig,
+    pub consumer: BaseConsumer<Ctx>,
+    pub shared: Arc<Shared>,
+    pub dead_letters: Option<Arc<DeadLetters>>,
+    pub events_tx: std::sync::mpsc::Sender<super::lane::Event>,
+    pub stop: Arc<AtomicBool>,
+}
+
+struct Stats {
+    messages: u64,
+    rows: u64,
+    bytes: u64,
+    dead_letters: u64,
+    rows_per_message: f64,
+}
+
+impl Poller {
+    /// Runs until stopped, idle (if configured) or a permanent failure.
+    pub fn run(self) -> Result<ConsumeSummary> {
+        let started = Instant::now();
+        let mut pipeline: Option<Pipeline> = None;
+        if self.cfg.format == MessageFormat::JsonRows || self.cfg.input_schema.is_some() {
+            pipeline = Some(self.start_pipeline(self.cfg.input_schema.clone())?);
+        }
+        let mut stash: VecDeque<Item> = VecDeque::new();
+        let mut paused = false;
+        let mut stats = Stats {
+            messages: 0,
+            rows: 0,
+            bytes: 0,
+            dead_letters: 0,
+            rows_per_message: 0.0,
+        };
+        let mut last_commit = Instant::now();
+        let mut last_message = Instant::now();
+        let result = loop {
+            if self.stop.load(Ordering::Relaxed) {
+                break Ok(());
+            }
+            if let Some(e) = self
+                .shared
+                .error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+            {
+                break Err(e);
+            }
+            if let Err(e) = self.shared.drain_events() {
+                break Err(e);
+            }
+            if last_commit.elapsed() >= COMMIT_INTERVAL {
+                last_commit = Instant::now();
+                if let Err(e) = self.shared.commit(&self.consumer, CommitMode::Async) {
+                    tracing::warn!("commit failed (will retry): {e}");
+                }
+                self.publish_lag(&stats);
+            }
+            // Hand queued messages to their lanes, in order.
+            if let Some(p) = &pipeline {
+                let assigned = self
+                    .shared
+                    .assignment
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                stash.retain(|i| assigned.contains(&i.partition));
+                while let Some(item) = stash.pop_front() {
+                    match p.lanes[p.lane_of(item.partition)].try_send(LaneMsg::Item(item)) {
+                        Ok(()) => {}
+                        Err(TrySendError::Full(LaneMsg::Item(item))) => {
+                            stash.push_front(item);
+                            break;
+                        }
+                        Err(_) => {
+                            // The lane ended; its failure arrives as an event.
+                            break;
+                        }
+                    }
+                }
+            }
+            if !stash.is_empty() && !paused {
+                self.set_paused(true);
+                paused = true;
+            } else if stash.is_empty() && paused {
+                self.set_paused(false);
+                paused = false;
+            }
+            let msg = match self.consumer.poll(POLL_TIMEOUT) {
+                None => {
+                    if let Some(idle) = self.cfg.exit_when_idle {
+                        if stash.is_empty() && last_message.elapsed() >= idle {
+                            break Ok(());
+                        }
+                    }
+                    continue;
+                }
+                Some(Err(e)) => {
+                    tracing::warn!("Kafka: {e}");
+                    continue;
+                }
+                Some(Ok(msg)) => msg,
+            };
+            last_message = Instant::now();
+            let item = match self.to_item(&msg, &mut pipeline, &mut stats) {
+                Ok(item) => item,
+                Err(e) => break Err(e),
+            };
+            stash.push_back(item);
+        };
+        let shutdown = self.shutdown(pipeline, stash.len());
+        let result = result.and(shutdown);
+        let rows_inserted = *self
+            .shared
+            .rows_stored
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        result.map(|()| ConsumeSummary {
+            messages: stats.messages,
+            rows_consumed: stats.rows,
+            bytes_consumed: stats.bytes,
+            rows_inserted,
+            dead_letters: stats.dead_letters,
+            elapsed_secs: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    fn start_pipeline(&self, schema: Option<arrow_schema::SchemaRef>) -> Result<Pipeline> {
+        let p = self.shared.rt.block_on(Pipeline::start(
+            &self.cfg,
+            &self.shared.ch,
+            schema,
+            self.dead_letters.clone(),
+            &self.events_tx,
+        ))?;
+        *self.shared.lanes.lock().unwrap_or_else(|e| e.into_inner()) = p.lanes.clone();
+        Ok(p)
+    }
+
+    /// Decodes one message; poison goes to the dead-letter topic.
+    fn to_item(
+        &self,
+        msg: &BorrowedMessage<'_>,
+        pipeline: &mut Option<Pipeline>,
+        stats: &mut Stats,
+    ) -> Result<Item> {
+        let partition = msg.partition();
+        let offset = msg.offset();
+        let payload = msg.payload().unwrap_or(&[]);
+        stats.messages += 1;
+        stats.bytes += payload.len() as u64;
+        metrics::counter!(m::CONSUMER_MESSAGES).increment(1);
+        metrics::counter!(m::CONSUMER_BYTES).increment(payload.len() as u64);
+        let item = |rows| Item {
+            partition,
+            offset,
+            rows,
+            raw: None,
+        };
+        if self.cfg.format == MessageFormat::JsonRows {
+            stats.rows += 1;
+            metrics::counter!(m::CONSUMER_ROWS).increment(1);
+            return Ok(item(Rows::Json(payload.to_vec())));
+        }
+        let decoded = match decode(msg, payload) {
+            Ok(d) => d,
+            Err(why) => {
+                return self
+                    .poison(msg, payload, &why, stats)
+                    .map(|()| item(Rows::Skip))
+            }
+        };
+        if pipeline.is_none() {
+            *pipeline = Some(self.start_pipeline(Some(Arc::clone(&decoded.schema)))?);
+        }
+        let expected = pipeline.as_ref().and_then(|p| p.input_schema.clone());
+        if let Some(expected) = expected {
+            if !same_fields(&expected, &decoded.schema) {
+                let why = format!(
+                    "schema does not match the topic's: expected {}, got {}",
+                    describe(&expected),
+                    describe(&decoded.schema)
+                );
+                return self
+                    .poison(msg, payload, &why, stats)
+                    .map(|()| item(Rows::Skip));
+            }
+        }
+        let rows = decoded.num_rows() as u64;
+        stats.rows += rows;
+        stats.rows_per_message = 0.9 * stats.rows_per_message + 0.1 * rows as f64;
+        metrics::counter!(m::CONSUMER_ROWS).increment(rows);
+        if rows == 0 {
+            return Ok(item(Rows::Skip));
+        }
+        Ok(Item {
+            partition,
+            offset,
+            rows: Rows::Arrow(decoded.batches),
+            raw: self.cfg.transform.as_ref().map(|_| Arc::from(payload)),
+        })
+    }
+
+    fn poison(
+        &self,
+        msg: &BorrowedMessage<'_>,
+        payload: &[u8],
+        why: &str,
+        stats: &mut Stats,
+    ) -> Result<()> {
+        let (p, o) = (msg.partition(), msg.offset());
+        let Some(dlq) = &self.dead_letters else {
+            return Err(Error::Validation(format!(
+                "topic {} partition {p} offset {o}: {why}; pass --dlq-topic to divert such messages",
+                self.cfg.topic
+            )));
+        };
+        let headers: Vec<(String, Vec<u8>)> = msg
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_string(), h.value.unwrap_or(&[]).to_vec()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.shared
+            .rt
+            .block_on(dlq.send(p, o, payload, &headers, why))?;
+        stats.dead_letters += 1;
+        Ok(())
+    }
+
+    fn set_paused(&self, pause: bool) {
+        let assigned = self
+            .shared
+            .assignment
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut tpl = TopicPartitionList::new();
+        for p in assigned {
+            tpl.add_partition(&self.cfg.topic, p);
+        }
+        let r = if pause {
+            self.consumer.pause(&tpl)
+        } else {
+            self.consumer.resume(&tpl)
+        };
+        if let Err(e) = r {
+            tracing::warn!("pause/resume: {e}");
+        }
+    }
+
+    /// Lag per partition: messages between the stored offset and the high
+    /// watermark, and rows estimated from the observed rows per message.
+    /// (tansu reports wrong high watermarks for multi-record batches; the
+    /// bench therefore counts rows instead of trusting this.)
+    fn publish_lag(&self, stats: &Stats) {
+        let assigned = self
+            .shared
+            .assignment
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let stored = self
+            .shared
+            .stored
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let positions: HashMap<i32, i64> = self
+            .consumer
+            .position()
+            .map(|tpl| {
+                tpl.elements()
+                    .iter()
+                    .filter_map(|e| e.offset().to_raw().map(|o| (e.partition(), o)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for p in assigned {
+            let Ok((_, high)) =
+                self.consumer
+                    .fetch_watermarks(&self.cfg.topic, p, Duration::from_millis(500))
+            else {
+                continue;
+            };
+            let from = stored.get(&p).or(positions.get(&p)).copied().unwrap_or(0);
+            let lag = (high - from).max(0);
+            let label = p.to_string();
+            metrics::gauge!(m::CONSUMER_LAG_MESSAGES, "partition" => label.clone()).set(lag as f64);
+            metrics::gauge!(m::CONSUMER_LAG_ROWS, "partition" => label)
+                .set(lag as f64 * stats.rows_per_message);
+        }
+    }
+
+    fn shutdown(&self, pipeline: Option<Pipeline>, stashed: usize) -> Result<()> {
+        if stashed > 0 {
+            tracing::info!(
+                stashed,
+                "stopping: messages not yet handed to a lane will be read again"
+            );
+        }
+        let mut result = Ok(());
+        if let Some(p) = pipeline {
+            result = self.shared.flush_lanes();
+            self.shared
+                .lanes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
+            drop(p.lanes);
+            for t in p.tasks {
+                let _ = self.shared.rt.block_on(t);
+            }
+            result = result.and(self.shared.drain_events());
+        }
+        let commit = self.shared.commit(&self.consumer, CommitMode::Sync);
+        self.consumer.unsubscribe();
+        result.and(commit)
+    }
+}
+
+/// Decodes a message value; the error text says why it is poison.
+fn decode(msg: &BorrowedMessage<'_>, payload: &[u8]) -> std::result::Result<ipc::Decoded, String> {
+    let envelope = match msg.headers() {
+        Some(h) => {
+            Envelope::from_headers(h.iter().map(|h| (h.key, h.value))).map_err(|e| e.to_string())?
+        }
+        None => None,
+    };
+    if payload.is_empty() {
+        return Err("empty message value".into());
+    }
+    let decoded = ipc::decode(payload).map_err(|e| e.to_string())?;
+    if let Some(env) = envelope {
+        let rows = decoded.num_rows() as u64;
+        if env.rows != rows {
+            return Err(format!(
+                "header says {} rows, the message holds {rows}",
+                env.rows
+            ));
+        }
+    }
+    Ok(decoded)
+}
+
+/// Field names, types and nullability equal (metadata ignored).
+fn same_fields(a: &arrow_schema::Schema, b: &arrow_schema::Schema) -> bool {
+    a.fields().len() == b.fields().len()
+        && a.fields().iter().zip(b.fields()).all(|(x, y)| {
+            x.name() == y.name()
+                && x.data_type() == y.data_type()
+                && x.is_nullable() == y.is_nullable()
+        })
+}
+
+fn describe(s: &arrow_schema::Schema) -> String {
+    let fields: Vec<String> = s
+        .fields()
+        .iter()
+        .map(|f| format!("{} {}", f.name(), f.data_type()))
+        .collect();
+    format!("({})", fields.join(", "))
+}
