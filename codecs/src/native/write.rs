@@ -73,7 +73,8 @@ impl Writer {
         out: &mut Vec<u8>,
     ) -> Result<()> {
         let nulls = arr.logical_nulls();
-        if !nulls_ok && !self.accepts_nulls() {
+        // Arrays report null lists themselves, with a clearer message.
+        if !nulls_ok && !self.accepts_nulls() && !matches!(self, Writer::Array(_)) {
             if let Some(n) = &nulls {
                 if let Some(row) = (0..n.len()).find(|i| n.is_null(*i)) {
                     return Err(ctx.err(
