@@ -12,6 +12,7 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::TaskContext;
 use datafusion::physical_plan::execution_plan::replace_children_if_necessary;
 use datafusion::physical_plan::recursive_query::RecursiveQueryExec;
+use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::scalar_subquery::ScalarSubqueryExec;
 use datafusion::physical_plan::{displayable, ExecutionPlan, ExecutionPlanProperties};
 use datafusion::prelude::SQLOptions;
@@ -41,6 +42,9 @@ struct Inner {
     /// session state here: `apply` has nothing it could plan with.
     plan: Arc<dyn ExecutionPlan>,
     task_ctx: Arc<TaskContext>,
+    /// Output partitions of `plan` (more than 1 only for UNION and similar); executed
+    /// in order, so the output order is deterministic.
+    partitions: usize,
     /// Serialises executions of plans whose operators share mutable state between
     /// copies (scalar sub-queries, recursive CTEs); `None` for everything else.
     exclusive: Option<tokio::sync::Mutex<()>>,
@@ -119,16 +123,18 @@ impl Transform {
         };
         let plan = bind(&inner.plan, &batch).map_err(|e| self.exec_error(e))?;
         inner.batches_applied.fetch_add(1, Ordering::Relaxed);
-        let stream = plan
-            .execute(0, Arc::clone(&inner.task_ctx))
-            .map_err(|e| self.exec_error(e))?;
-        let batches: Vec<RecordBatch> =
-            stream.try_collect().await.map_err(|e| self.exec_error(e))?;
-        batches
-            .into_iter()
-            .filter(|b| b.num_rows() > 0)
-            .map(|b| self.conform_output(b))
-            .collect()
+        let mut out = Vec::new();
+        for partition in 0..inner.partitions {
+            let stream = plan
+                .execute(partition, Arc::clone(&inner.task_ctx))
+                .map_err(|e| self.exec_error(e))?;
+            let batches: Vec<RecordBatch> =
+                stream.try_collect().await.map_err(|e| self.exec_error(e))?;
+            for batch in batches.into_iter().filter(|b| b.num_rows() > 0) {
+                out.push(self.conform_output(batch)?);
+            }
+        }
+        Ok(out)
     }
 
     fn compile(sql: &str, origin: &str, input_schema: SchemaRef) -> Result<Transform> {
@@ -166,13 +172,15 @@ impl Transform {
                 "the query does not read the table `{INPUT_TABLE}`, so it would return the same rows for every batch"
             )));
         }
-        if plan.output_partitioning().partition_count() != 1 {
+        if shape.repartitions {
+            // Never expected with target_partitions = 1; partitions are executed one
+            // after the other, which a RepartitionExec could deadlock on.
             return Err(plan_rejected(format!(
-                "internal: the plan has {} output partitions, expected 1:\n{}",
-                plan.output_partitioning().partition_count(),
+                "internal: the plan repartitions its input:\n{}",
                 displayable(plan.as_ref()).indent(false)
             )));
         }
+        let partitions = plan.output_partitioning().partition_count();
         let output_schema = plan.schema();
         let mut seen = HashSet::new();
         for field in output_schema.fields() {
@@ -195,6 +203,7 @@ impl Transform {
                 output_schema,
                 plan,
                 task_ctx: state.task_ctx(),
+                partitions,
                 exclusive: shape.stateful.then(|| tokio::sync::Mutex::new(())),
                 plans_built,
                 batches_applied: AtomicU64::new(0),
@@ -270,12 +279,15 @@ struct PlanShape {
     leaves: usize,
     /// Whether some operator shares mutable state between copies of itself.
     stateful: bool,
+    /// Whether a RepartitionExec is present.
+    repartitions: bool,
 }
 
 fn inspect(plan: &Arc<dyn ExecutionPlan>) -> PlanShape {
     let mut shape = PlanShape {
         leaves: 0,
         stateful: false,
+        repartitions: false,
     };
     let mut stack = vec![Arc::clone(plan)];
     while let Some(node) = stack.pop() {
@@ -284,6 +296,9 @@ fn inspect(plan: &Arc<dyn ExecutionPlan>) -> PlanShape {
         }
         if node.is::<ScalarSubqueryExec>() || node.is::<RecursiveQueryExec>() {
             shape.stateful = true;
+        }
+        if node.is::<RepartitionExec>() {
+            shape.repartitions = true;
         }
         stack.extend(node.children().into_iter().cloned());
     }

@@ -45,7 +45,7 @@ pub(crate) fn parse_single_select(sql: &str, origin: &str) -> Result<DFStatement
         .with_recursion_limit(RECURSION_LIMIT)
         .build()
         .and_then(|mut parser| parser.parse_statements())
-        .map_err(|e| syntax_error(e, origin))?;
+        .map_err(|e| syntax_error(e, sql, origin))?;
 
     let rejected = |position: Option<Position>, message: String| Error::Rejected {
         origin: origin.to_string(),
@@ -69,32 +69,29 @@ pub(crate) fn parse_single_select(sql: &str, origin: &str) -> Result<DFStatement
         }
     };
 
+    // Anything but a query is rejected, including DataFusion's CREATE EXTERNAL TABLE,
+    // COPY, EXPLAIN and RESET extensions.
     let query = match &statement {
         DFStatement::Statement(s) => match s.as_ref() {
-            Statement::Query(q) => q.clone(),
-            other => return Err(rejected(
-                span_position(other.span()).or_else(|| first_token_position(sql)),
-                format!(
-                    "{} statement; only a single SELECT (optionally WITH ... or UNION) is allowed",
-                    leading_keywords(sql)
-                ),
-            )),
+            Statement::Query(q) => Some(q.clone()),
+            _ => None,
         },
-        DFStatement::CreateExternalTable(_)
-        | DFStatement::CopyTo(_)
-        | DFStatement::Explain(_)
-        | DFStatement::Reset(_) => {
-            return Err(rejected(
-                first_token_position(sql),
-                format!(
-                    "{} statement; only a single SELECT (optionally WITH ... or UNION) is allowed",
-                    leading_keywords(sql)
-                ),
-            ))
-        }
+        _ => None,
+    };
+    let Some(query) = query else {
+        return Err(rejected(
+            first_token_position(sql),
+            format!(
+                "{} statement; only a single SELECT (optionally WITH ... or UNION) is allowed",
+                leading_keywords(sql)
+            ),
+        ));
     };
 
-    let mut checker = QueryChecker::default();
+    let mut checker = QueryChecker {
+        sql,
+        cte_names: HashSet::new(),
+    };
     checker.collect_cte_names(&query);
     if let ControlFlow::Break((position, message)) = query.visit(&mut checker) {
         return Err(rejected(position, message));
@@ -103,13 +100,14 @@ pub(crate) fn parse_single_select(sql: &str, origin: &str) -> Result<DFStatement
 }
 
 /// Walks the query AST and stops at the first forbidden construct.
-#[derive(Default)]
-struct QueryChecker {
+struct QueryChecker<'a> {
+    /// The SQL text, to locate nodes that carry no span.
+    sql: &'a str,
     /// Lower-cased (for unquoted) names of every CTE declared anywhere in the query.
     cte_names: HashSet<String>,
 }
 
-impl QueryChecker {
+impl QueryChecker<'_> {
     fn collect_cte_names(&mut self, query: &Query) {
         struct Ctes<'a>(&'a mut HashSet<String>);
         impl Visitor for Ctes<'_> {
@@ -138,7 +136,7 @@ fn normalized(ident: &datafusion::sql::sqlparser::ast::Ident) -> String {
 
 type Rejection = (Option<Position>, String);
 
-impl Visitor for QueryChecker {
+impl Visitor for QueryChecker<'_> {
     type Break = Rejection;
 
     fn pre_visit_statement(&mut self, statement: &Statement) -> ControlFlow<Rejection> {
@@ -183,7 +181,7 @@ impl Visitor for QueryChecker {
         };
         match function_like {
             Some(name) => ControlFlow::Break((
-                span_position(factor.span()),
+                self.locate(factor, &name),
                 format!(
                     "table function `{name}` is not allowed; a transform may only read `{INPUT_TABLE}`"
                 ),
@@ -193,25 +191,36 @@ impl Visitor for QueryChecker {
     }
 }
 
-impl QueryChecker {
+impl QueryChecker<'_> {
+    /// Start of `node`, or of the first token spelled `text` when the node has no span.
+    fn locate(&self, node: &impl Spanned, text: &str) -> Option<Position> {
+        span_position(node.span()).or_else(|| {
+            tokens(self.sql)
+                .into_iter()
+                .find(|t| t.token.to_string() == text)
+                .and_then(|t| span_position(t.span))
+        })
+    }
+
     fn check_table_name(&self, name: &ObjectName) -> ControlFlow<Rejection> {
-        let last =
-            match name.0.last() {
-                Some(ObjectNamePart::Identifier(ident)) => ident,
-                _ => return ControlFlow::Break((
-                    span_position(name.span()),
+        let last = match name.0.last() {
+            Some(ObjectNamePart::Identifier(ident)) => ident,
+            _ => {
+                return ControlFlow::Break((
+                    self.locate(name, &name.to_string()),
                     format!(
                         "table `{name}` is not allowed; a transform may only read `{INPUT_TABLE}`"
                     ),
-                )),
-            };
+                ))
+            }
+        };
         let resolved = normalized(last);
         let is_cte = name.0.len() == 1 && self.cte_names.contains(&resolved);
         if resolved == INPUT_TABLE || is_cte {
             ControlFlow::Continue(())
         } else {
             ControlFlow::Break((
-                span_position(name.span()),
+                self.locate(name, &name.to_string()),
                 format!("table `{name}` is not allowed; a transform may only read `{INPUT_TABLE}` (and its own CTEs)"),
             ))
         }
@@ -220,7 +229,7 @@ impl QueryChecker {
 
 /// Converts a parser failure into [`Error::Syntax`], moving sqlparser's
 /// ` at Line: L, Column: C` suffix into the position.
-fn syntax_error(err: DataFusionError, origin: &str) -> Error {
+fn syntax_error(err: DataFusionError, sql: &str, origin: &str) -> Error {
     let raw = match err.find_root() {
         DataFusionError::SQL(parser_error, _) => match parser_error.as_ref() {
             ParserError::TokenizerError(m) | ParserError::ParserError(m) => m.clone(),
@@ -230,7 +239,16 @@ fn syntax_error(err: DataFusionError, origin: &str) -> Error {
         },
         other => other.message().into_owned(),
     };
-    let (message, position) = split_location_suffix(&raw);
+    let (message, mut position) = split_location_suffix(&raw);
+    if position.is_none() && message.ends_with("found: EOF") {
+        // sqlparser gives no location for a premature end: point just past the last token.
+        position = tokens(sql).last().and_then(|t| {
+            (t.span.end.line > 0).then_some(Position {
+                line: t.span.end.line,
+                column: t.span.end.column,
+            })
+        });
+    }
     Error::Syntax {
         origin: origin.to_string(),
         position,

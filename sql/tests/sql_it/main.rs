@@ -1,3 +1,5 @@
 //! Integration tests of velostream-sql (one binary; modules by topic).
+mod execution;
 mod shipped;
 mod taxi;
+mod validation;
