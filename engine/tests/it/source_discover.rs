@@ -83,7 +83,7 @@ fn missing_paths_and_empty_matches_are_named() {
     assert!(err.to_string().contains("nope.parquet"), "{err}");
 
     let pattern = format!("{}/*.parquet", dir.path().display());
-    let err = discover(&[pattern.clone()]).expect_err("empty glob");
+    let err = discover(std::slice::from_ref(&pattern)).expect_err("empty glob");
     assert!(err.to_string().contains(&pattern), "{err}");
 
     let empty = dir.path().join("empty");
