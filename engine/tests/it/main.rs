@@ -10,3 +10,4 @@ mod source_fixtures;
 mod source_schema;
 mod source_testdata;
 mod clickhouse_client;
+mod native_clickhouse;
