@@ -379,3 +379,301 @@ async fn a_server_that_never_answers_times_out_as_transient() {
     assert!(message.contains("timeout"), "{message}");
     drop(listener);
 }
+
+// ------------------------------------------------------------------ fake server
+
+/// One request as the fake server saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    /// `POST /?query=...` request target, URL-decoded.
+    target: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+/// A tiny HTTP/1.1 server on 127.0.0.1 that answers every request with
+/// `status` and `body`, recording what it received (keep-alive and chunked
+/// request bodies supported). Stands in for servers we do not have here
+/// (modern ClickHouse, proxies answering 503).
+struct FakeServer {
+    url: String,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<Seen>>>,
+}
+
+impl FakeServer {
+    fn start(respond: fn(&Seen) -> (u16, String)) -> FakeServer {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    let mut writer = stream.try_clone().unwrap();
+                    let mut reader = BufReader::new(stream);
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let target = line.split(' ').nth(1).unwrap_or("").to_string();
+                        let mut headers = Vec::new();
+                        loop {
+                            let mut h = String::new();
+                            reader.read_line(&mut h).unwrap();
+                            let h = h.trim_end();
+                            if h.is_empty() {
+                                break;
+                            }
+                            let (k, v) = h.split_once(':').unwrap();
+                            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+                        }
+                        let header = |name: &str| {
+                            headers
+                                .iter()
+                                .find(|(k, _)| k == name)
+                                .map(|(_, v)| v.clone())
+                        };
+                        let mut body = Vec::new();
+                        if let Some(n) = header("content-length") {
+                            body.resize(n.parse().unwrap(), 0);
+                            reader.read_exact(&mut body).unwrap();
+                        } else if header("transfer-encoding").is_some_and(|v| v.contains("chunked"))
+                        {
+                            loop {
+                                let mut size = String::new();
+                                reader.read_line(&mut size).unwrap();
+                                let n = usize::from_str_radix(size.trim(), 16).unwrap();
+                                let mut chunk = vec![0; n + 2];
+                                reader.read_exact(&mut chunk).unwrap();
+                                if n == 0 {
+                                    break;
+                                }
+                                body.extend_from_slice(&chunk[..n]);
+                            }
+                        }
+                        let seen = Seen {
+                            target: percent_decode(&target),
+                            headers,
+                            body,
+                        };
+                        let (status, text) = respond(&seen);
+                        log.lock().unwrap().push(seen);
+                        let reply = format!(
+                            "HTTP/1.1 {status} X\r\nContent-Length: {}\r\n\r\n{text}",
+                            text.len()
+                        );
+                        if writer.write_all(reply.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        FakeServer { url, seen }
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap();
+                out.push(u8::from_str_radix(hex, 16).unwrap());
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+fn fake_client(url: &str, compression: InsertCompression) -> ClickHouse {
+    let mut cfg = ClickHouseConfig::new(url);
+    cfg.compression = compression;
+    cfg.timeout = Duration::from_secs(10);
+    ClickHouse::new(cfg).unwrap()
+}
+
+#[tokio::test]
+async fn dedup_token_is_sent_only_when_the_server_has_the_setting() {
+    // A "modern" server: system.settings knows the token; inserts succeed.
+    let modern = FakeServer::start(|_| (200, "1\n".into()));
+    let ch = fake_client(&modern.url, InsertCompression::Lz4);
+    assert!(ch.supports_dedup_token().await.unwrap());
+    let t = TableRef::new(Some("db"), "t");
+    let opts = InsertOptions {
+        dedup_token: Some("lane-3/p0:17-42".into()),
+        columns: Some(vec!["v".into(), "odd `name`".into()]),
+    };
+    let block = native_u64_block("v", &[1, 2, 3]);
+    ch.insert_native(&t, block.clone().into(), &opts)
+        .await
+        .unwrap();
+    let seen = modern.seen();
+    let probe = &seen[0];
+    assert!(
+        String::from_utf8_lossy(&probe.body).contains("insert_deduplication_token"),
+        "{probe:?}"
+    );
+    let insert = seen.last().unwrap();
+    assert!(
+        insert
+            .target
+            .contains("insert_deduplication_token=lane-3/p0:17-42"),
+        "{}",
+        insert.target
+    );
+    assert!(
+        insert
+            .target
+            .contains("INSERT INTO `db`.`t` (`v`, `odd \\`name\\``) FORMAT Native"),
+        "{}",
+        insert.target
+    );
+    // ClickHouse block framing: 16-byte CityHash128, method 0x82 (LZ4),
+    // compressed size incl. 9-byte header, uncompressed size.
+    assert!(insert.target.contains("decompress=1"), "{}", insert.target);
+    let body = &insert.body;
+    assert_eq!(body[16], 0x82, "{body:?}");
+    let compressed = u32::from_le_bytes(body[17..21].try_into().unwrap()) as usize;
+    let raw = u32::from_le_bytes(body[21..25].try_into().unwrap()) as usize;
+    assert_eq!(raw, block.len());
+    assert_eq!(16 + compressed, body.len());
+
+    // An "old" server: no such setting, the token is left out.
+    let old = FakeServer::start(|_| (200, "0\n".into()));
+    let ch = fake_client(&old.url, InsertCompression::None);
+    assert!(!ch.supports_dedup_token().await.unwrap());
+    ch.insert_native(&t, block.clone().into(), &opts)
+        .await
+        .unwrap();
+    let insert = old.seen().last().unwrap().clone();
+    assert!(
+        !insert.target.contains("insert_deduplication_token"),
+        "{}",
+        insert.target
+    );
+    assert!(!insert.target.contains("decompress=1"), "{}", insert.target);
+    assert_eq!(insert.body, block, "uncompressed body is sent as is");
+}
+
+#[tokio::test]
+async fn insert_formatted_sends_other_formats() {
+    let server = FakeServer::start(|_| (200, String::new()));
+    let ch = fake_client(&server.url, InsertCompression::None);
+    let t = TableRef::new(None, "t");
+    let body = b"{\"v\":1}\n".to_vec();
+    ch.insert_formatted(
+        &t,
+        "JSONEachRow",
+        body.clone().into(),
+        &InsertOptions::default(),
+    )
+    .await
+    .unwrap();
+    let seen = server.seen();
+    assert!(
+        seen[0]
+            .target
+            .contains("INSERT INTO `t` FORMAT JSONEachRow"),
+        "{:?}",
+        seen[0]
+    );
+    assert_eq!(seen[0].body, body);
+    let err = ch
+        .insert_formatted(&t, "JSON; DROP", Bytes::new(), &InsertOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Config(_)), "{err}");
+}
+
+#[tokio::test]
+async fn http_failures_are_classified_by_code_then_status() {
+    let too_many_parts = FakeServer::start(|_| {
+        (
+            500,
+            "Code: 252. DB::Exception: Too many parts (300). (TOO_MANY_PARTS)".into(),
+        )
+    });
+    let err = fake_client(&too_many_parts.url, InsertCompression::Lz4)
+        .execute("SELECT 1")
+        .await
+        .unwrap_err();
+    assert_eq!(ch_parts(&err).2, Some(252));
+    assert!(ch_parts(&err).3, "{err}");
+
+    let type_mismatch =
+        FakeServer::start(|_| (500, "Code: 53. DB::Exception: Type mismatch".into()));
+    let err = fake_client(&type_mismatch.url, InsertCompression::Lz4)
+        .execute("SELECT 1")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (ch_parts(&err).2, ch_parts(&err).3),
+        (Some(53), false),
+        "{err}"
+    );
+
+    let proxy = FakeServer::start(|_| (503, String::new()));
+    let err = fake_client(&proxy.url, InsertCompression::Lz4)
+        .execute("SELECT 1")
+        .await
+        .unwrap_err();
+    assert_eq!((ch_parts(&err).2, ch_parts(&err).3), (None, true), "{err}");
+
+    let not_found = FakeServer::start(|_| (404, String::new()));
+    let err = fake_client(&not_found.url, InsertCompression::Lz4)
+        .execute("SELECT 1")
+        .await
+        .unwrap_err();
+    assert_eq!((ch_parts(&err).2, ch_parts(&err).3), (None, false), "{err}");
+}
+
+#[tokio::test]
+async fn credentials_travel_in_headers_never_in_the_url() {
+    let server = FakeServer::start(|_| (200, "23.8.1.1\n".into()));
+    let mut cfg = ClickHouseConfig::new(&server.url);
+    cfg.user = Some("writer".into());
+    cfg.password = Some(Secret::new("PLANTED-hdr-pw"));
+    let ch = ClickHouse::new(cfg).unwrap();
+    let v = ch.server_version().await.unwrap();
+    assert_eq!((v.major, v.minor, v.patch), (23, 8, 1));
+    ch.insert_native(
+        &TableRef::new(None, "t"),
+        native_u64_block("v", &[1]).into(),
+        &InsertOptions::default(),
+    )
+    .await
+    .unwrap();
+    let seen = server.seen();
+    assert_eq!(seen.len(), 2);
+    for s in &seen {
+        assert!(!s.target.contains("PLANTED"), "{}", s.target);
+        let header = |name: &str| {
+            s.headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(header("x-clickhouse-user"), Some("writer"));
+        assert_eq!(header("x-clickhouse-key"), Some("PLANTED-hdr-pw"));
+    }
+}
