@@ -92,3 +92,43 @@ pub(crate) fn planning_state(
     )?;
     Ok(state)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_schema::{DataType, Field, Schema};
+
+    fn state() -> SessionState {
+        let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, false)]));
+        planning_state(schema, Arc::new(AtomicU64::new(0))).unwrap()
+    }
+
+    /// The planning session itself (below the statement validator) cannot reach files.
+    #[test]
+    fn session_has_no_file_access() {
+        let state = state();
+        assert!(
+            state.table_functions().is_empty(),
+            "{:?}",
+            state.table_functions().keys()
+        );
+        assert!(state.table_factories().is_empty());
+        for sql in [
+            "SELECT * FROM read_parquet('/etc/passwd')",
+            "SELECT * FROM read_csv('/etc/passwd')",
+            "SELECT * FROM '/etc/passwd'",
+            "SELECT * FROM generate_series(1, 3)",
+            "SELECT * FROM information_schema.tables",
+            "CREATE EXTERNAL TABLE t STORED AS CSV LOCATION '/etc/passwd'",
+        ] {
+            let planned = futures::executor::block_on(async {
+                let plan = state.create_logical_plan(sql).await?;
+                state.create_physical_plan(&plan).await
+            });
+            assert!(planned.is_err(), "{sql} planned: {planned:?}");
+        }
+        // The only table is `input`.
+        let plan = futures::executor::block_on(state.create_logical_plan("SELECT a FROM input"));
+        assert!(plan.is_ok(), "{plan:?}");
+    }
+}
