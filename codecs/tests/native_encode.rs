@@ -537,19 +537,34 @@ fn batches_must_match_the_planned_schema() {
 }
 
 #[test]
-fn empty_batch_is_a_header_only_block() {
+fn empty_batch_appends_nothing() {
     let schema = Arc::new(Schema::new(vec![Field::new(
         "t",
         DataType::Timestamp(TimeUnit::Microsecond, None),
         true,
     )]));
-    let batch = RecordBatch::new_empty(schema.clone());
     let enc =
         NativeEncoder::for_schema(&schema, ServerCaps::MODERN, MappingOptions::default()).unwrap();
-    let mut out = Vec::new();
+    let mut out = vec![7];
+    enc.encode(&RecordBatch::new_empty(schema.clone()), &mut out)
+        .unwrap();
+    assert_eq!(out, vec![7]);
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![Arc::new(TimestampMicrosecondArray::from(vec![
+            Some(1),
+            None,
+        ]))],
+    )
+    .unwrap();
+    enc.encode(&batch.slice(1, 0), &mut out).unwrap();
+    assert_eq!(out, vec![7]);
     enc.encode(&batch, &mut out).unwrap();
     let ty = "Nullable(DateTime64(6))";
-    let mut want = vec![1, 0, 1, b't', ty.len() as u8];
+    let mut want = vec![7, 1, 2, 1, b't', ty.len() as u8];
     want.extend_from_slice(ty.as_bytes());
+    want.extend_from_slice(&[0, 1]);
+    want.extend_from_slice(&1i64.to_le_bytes());
+    want.extend_from_slice(&[0; 8]);
     assert_eq!(out, want);
 }

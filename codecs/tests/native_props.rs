@@ -365,6 +365,13 @@ impl Walker<'_> {
 }
 
 fn check_block(out: &[u8], enc: &NativeEncoder, batch: &RecordBatch) -> Result<(), String> {
+    if batch.num_rows() == 0 {
+        return if out.is_empty() {
+            Ok(())
+        } else {
+            Err("bytes for an empty batch".into())
+        };
+    }
     let mut w = Walker { buf: out, pos: 0 };
     let cols: Vec<(String, String)> = enc
         .columns()
@@ -376,9 +383,6 @@ fn check_block(out: &[u8], enc: &NativeEncoder, batch: &RecordBatch) -> Result<(
     for (name, ty) in &cols {
         if w.string()? != name.as_bytes() || w.string()? != ty.as_bytes() {
             return Err(format!("column header of {name}"));
-        }
-        if batch.num_rows() == 0 {
-            continue;
         }
         let t = ChType::parse(ty).map_err(|e| e.to_string())?;
         w.prefix(&t)?;

@@ -130,8 +130,15 @@ impl NativeEncoder {
 
     /// Appends one Native block (the body of `INSERT INTO t FORMAT Native`
     /// over HTTP) for `batch` to `out`. On error `out` is left as it was.
+    ///
+    /// A batch without rows appends nothing: a zero-row block carries no
+    /// data, and modern servers' Native file reader rejects streams that
+    /// contain one when it prunes columns (seen with ClickHouse 26.9).
     pub fn encode(&self, batch: &RecordBatch, out: &mut Vec<u8>) -> Result<()> {
         self.check_batch(batch)?;
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
         let start = out.len();
         let result = self.encode_unchecked(batch, out);
         if result.is_err() {
@@ -169,9 +176,6 @@ impl NativeEncoder {
         for c in &self.columns {
             put_str(out, c.name.as_bytes());
             put_str(out, c.type_name.as_bytes());
-            if rows == 0 {
-                continue;
-            }
             c.writer.prefix(out);
             let ctx = Ctx {
                 column: &c.name,

@@ -11,3 +11,5 @@ mod source_schema;
 mod source_testdata;
 mod clickhouse_client;
 mod native_clickhouse;
+mod native_chdb;
+mod infra_files;

@@ -1014,7 +1014,8 @@ fn clickhouse18_hostile_identifiers_round_trip() {
     }
 }
 
-/// Native bytes for an empty batch are a valid (empty) insert.
+/// An empty batch encodes to no bytes, and that empty body is a valid
+/// (empty) insert.
 #[test]
 fn clickhouse18_empty_batch_is_accepted() {
     let url = harness::clickhouse_url();
@@ -1035,6 +1036,7 @@ fn clickhouse18_empty_batch_is_accepted() {
     let enc = NativeEncoder::new(&batch.schema(), &columns, MappingOptions::default()).unwrap();
     let mut body = Vec::new();
     enc.encode(&batch, &mut body).unwrap();
+    assert!(body.is_empty());
     let table = qualified_table(Some(&db.name), "empty").unwrap();
     insert_native(&url, &table, &body).unwrap();
     assert_eq!(
