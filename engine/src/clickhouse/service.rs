@@ -114,15 +114,26 @@ impl ClickHouse {
         context: impl FnOnce() -> String,
         fut: impl Future<Output = clickhouse::error::Result<T>>,
     ) -> Result<T> {
-        match tokio::time::timeout(self.cfg.timeout, fut).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(classify(context(), &e, &self.secrets())),
-            Err(_) => Err(retry::timed_out(
-                context(),
-                self.cfg.timeout,
-                &self.secrets(),
-            )),
-        }
+        let err = match tokio::time::timeout(self.cfg.timeout, fut).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(e)) => classify(context(), &e, &self.secrets()),
+            Err(_) => retry::timed_out(context(), self.cfg.timeout, &self.secrets()),
+        };
+        // Connection-level failures: say which server could not be reached.
+        Err(match err {
+            Error::ClickHouse {
+                context,
+                message,
+                code: None,
+                transient: true,
+            } if !context.contains(&self.cfg.url) => Error::ClickHouse {
+                context,
+                message: format!("{message} (server {})", self.cfg.url),
+                code: None,
+                transient: true,
+            },
+            other => other,
+        })
     }
 
     /// Runs a statement (DDL, `INSERT ... SELECT`, `OPTIMIZE`, ...) and

@@ -342,6 +342,7 @@ async fn nothing_listening_is_transient_and_fast() {
     assert_eq!(code, None);
     assert!(context.contains(&port.to_string()), "{context}");
     assert!(message.to_lowercase().contains("refused"), "{message}");
+    eprintln!("connection refused reads: {err}");
 
     let t = TableRef::new(Some("d"), "t");
     let err = ch
@@ -377,6 +378,8 @@ async fn a_server_that_never_answers_times_out_as_transient() {
     assert!(transient && code.is_none(), "{err}");
     assert!(context.contains("`d`.`t`"), "{context}");
     assert!(message.contains("timeout"), "{message}");
+    assert!(message.contains(&format!("127.0.0.1:{port}")), "{message}");
+    eprintln!("no answer reads: {err}");
     drop(listener);
 }
 
