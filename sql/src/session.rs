@@ -78,7 +78,7 @@ pub(crate) fn planning_state(
     input_schema: SchemaRef,
     plan_count: Arc<AtomicU64>,
 ) -> Result<SessionState> {
-    let state = SessionStateBuilder::new()
+    let mut state = SessionStateBuilder::new()
         .with_config(config())
         .with_expr_planners(SessionStateDefaults::default_expr_planners())
         .with_scalar_functions(SessionStateDefaults::default_scalar_functions())
@@ -86,6 +86,8 @@ pub(crate) fn planning_state(
         .with_window_functions(SessionStateDefaults::default_window_functions())
         .with_query_planner(Arc::new(CountingPlanner { count: plan_count }))
         .build();
+    // Fixes the query start time that now() / current_date are folded to.
+    state.mark_start_execution();
     state.schema_for_ref(INPUT_TABLE)?.register_table(
         INPUT_TABLE.to_string(),
         Arc::new(InputTable::new(input_schema)),

@@ -364,3 +364,13 @@ async fn empty_batch_keeps_the_output_schema_promise() {
     assert_eq!(out[0].schema(), t.output_schema());
     assert_eq!(out[0].column(0).len(), 1);
 }
+
+/// Documented behaviour: `now()` is folded to a constant when the transform is planned.
+#[tokio::test]
+async fn now_is_fixed_at_planning_time() {
+    let t = transform("SELECT now() AS planned_at, fare_amount FROM input");
+    let first = t.apply(batch(&reference_trips()[..1])).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let second = t.apply(batch(&reference_trips()[..1])).await.unwrap();
+    assert_eq!(first[0].column(0), second[0].column(0));
+}

@@ -176,3 +176,41 @@ async fn shipped_transforms_handle_an_empty_batch() {
         assert!(out.is_empty(), "{name}: {out:?}");
     }
 }
+
+/// Real TLC Parquet files declare every column optional: the shipped transforms must
+/// plan against an all-nullable schema too and give the same rows.
+#[tokio::test]
+async fn shipped_transforms_accept_an_all_nullable_schema() {
+    use std::sync::Arc;
+    let nullable = Arc::new(arrow_schema::Schema::new(
+        taxi_schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect::<Vec<_>>(),
+    ));
+    let reference = batch(&reference_trips());
+    let relabeled =
+        arrow_array::RecordBatch::try_new(Arc::clone(&nullable), reference.columns().to_vec())
+            .unwrap();
+    for name in ["taxi_enrich.sql", "taxi_clean.sql", "taxi_normalize.sql"] {
+        let strict = load(name);
+        let loose = Transform::from_file(&transform_path(name), Arc::clone(&nullable))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        // Same names and types; only nullability may differ.
+        let shape = |t: &Transform| -> Vec<(String, DataType)> {
+            t.output_schema()
+                .fields()
+                .iter()
+                .map(|f| (f.name().clone(), f.data_type().clone()))
+                .collect()
+        };
+        assert_eq!(shape(&strict), shape(&loose), "{name}");
+        let a = strict.apply(reference.clone()).await.unwrap();
+        let b = loose.apply(relabeled.clone()).await.unwrap();
+        assert_eq!(a.len(), b.len(), "{name}");
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(x.columns(), y.columns(), "{name}");
+        }
+    }
+}
