@@ -13,4 +13,3 @@ mod clickhouse_client;
 mod native_clickhouse;
 mod native_chdb;
 mod infra_files;
-mod infra_files;
