@@ -204,7 +204,7 @@ fn build(spec: &ColSpec, len: usize) -> (Field, ArrayRef) {
         }
         22 => {
             Arc::new(Date64Array::from_iter(raw.iter().map(|v| {
-                v.map(|v| (v % 1000) as i64 * 86_400_000 + (v & 1) as i64)
+                v.map(|v| (v % 1000) * 86_400_000 + (v & 1))
             })))
         }
         23 => Arc::new(Float16Array::from_iter(
@@ -213,7 +213,7 @@ fn build(spec: &ColSpec, len: usize) -> (Field, ArrayRef) {
         24 => Arc::new(
             Decimal256Array::from_iter(
                 raw.iter()
-                    .map(|v| v.map(|v| arrow_buffer::i256::from_i128(i128::from(v as i64)))),
+                    .map(|v| v.map(|v| arrow_buffer::i256::from_i128(i128::from(v)))),
             )
             .with_precision_and_scale(40, 2)
             .unwrap(),
