@@ -534,6 +534,10 @@ fn batches_must_match_the_planned_schema() {
         "{e}"
     );
     assert_eq!(enc.columns().collect::<Vec<_>>(), vec![("a", "Int32")]);
+    let renamed = Arc::new(Schema::new(vec![Field::new("b", DataType::Int32, false)]));
+    let batch = RecordBatch::try_new(renamed, vec![Arc::new(Int32Array::from(vec![1]))]).unwrap();
+    let e = enc.encode(&batch, &mut Vec::new()).unwrap_err().to_string();
+    assert!(e.contains("\"b\"") && e.contains("\"a\""), "{e}");
 }
 
 #[test]

@@ -47,6 +47,7 @@ struct ColumnPlan {
 /// Encodes record batches of one schema into Native blocks for one table.
 #[derive(Clone, Debug)]
 pub struct NativeEncoder {
+    source_names: Arc<[String]>,
     source_types: Arc<[DataType]>,
     columns: Vec<ColumnPlan>,
 }
@@ -106,6 +107,7 @@ impl NativeEncoder {
             return Err(CodecError::SchemaMismatch(problems.join("; ")));
         }
         Ok(NativeEncoder {
+            source_names: schema.fields().iter().map(|f| f.name().clone()).collect(),
             source_types: schema
                 .fields()
                 .iter()
@@ -157,7 +159,16 @@ impl NativeEncoder {
                 self.source_types.len()
             )));
         }
-        for (f, planned) in fields.iter().zip(self.source_types.iter()) {
+        for (f, (planned_name, planned)) in fields
+            .iter()
+            .zip(self.source_names.iter().zip(self.source_types.iter()))
+        {
+            if f.name() != planned_name {
+                return Err(CodecError::SchemaMismatch(format!(
+                    "the batch has column {:?} where the encoder was planned for {planned_name:?}",
+                    f.name()
+                )));
+            }
             if f.data_type() != planned {
                 return Err(CodecError::SchemaMismatch(format!(
                     "column {:?} has Arrow type {} in this batch, the encoder was planned for {planned}",
