@@ -375,3 +375,45 @@ fn chdb_reads_legacy_mapping() {
         assert_eq!(got, c.expected, "column {}", c.field.name());
     }
 }
+
+/// Hostile column names survive a Native file read by a modern server.
+#[test]
+fn chdb_reads_hostile_column_names() {
+    let names = crate::native_clickhouse::HOSTILE_NAMES;
+    let fields: Vec<arrow_schema::Field> = names
+        .iter()
+        .map(|n| arrow_schema::Field::new(*n, arrow_schema::DataType::Int32, false))
+        .collect();
+    let schema = Arc::new(arrow_schema::Schema::new(fields));
+    let arrays: Vec<ArrayRef> = (0..names.len())
+        .map(|i| Arc::new(Int32Array::from(vec![i as i32, 100 + i as i32])) as ArrayRef)
+        .collect();
+    let batch = RecordBatch::try_new(schema.clone(), arrays).unwrap();
+    let enc =
+        NativeEncoder::for_schema(&schema, ServerCaps::MODERN, MappingOptions::default()).unwrap();
+    let mut body = Vec::new();
+    enc.encode(&batch, &mut body).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("names.native");
+    std::fs::write(&path, &body).unwrap();
+    let file = format!("file({}, Native)", quote_string(path.to_str().unwrap()));
+    let mut queries = vec![format!("DESCRIBE {file}")];
+    for n in names {
+        let q = velostream_codecs::ddl::quote_ident(n).unwrap();
+        queries.push(format!("SELECT {q} FROM {file} ORDER BY {q}"));
+    }
+    let results = chdb(&queries);
+    let described = results[0]
+        .as_ref()
+        .unwrap_or_else(|e| panic!("DESCRIBE: {e}"));
+    let got: Vec<String> = described
+        .lines()
+        .map(|l| tsv_unescape(l.split('\t').next().unwrap()))
+        .collect();
+    let want: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    assert_eq!(got, want);
+    for (i, (n, r)) in names.iter().zip(&results[1..]).enumerate() {
+        let text = r.as_ref().unwrap_or_else(|e| panic!("column {n:?}: {e}"));
+        assert_eq!(text, &format!("{i}\n{}\n", 100 + i), "column {n:?}");
+    }
+}

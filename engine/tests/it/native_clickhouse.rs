@@ -152,6 +152,31 @@ pub(crate) fn common_cases() -> Vec<Case> {
         arrs.append_value(row.into_iter().map(Some));
     }
     let arrs = arrs.finish();
+    let mut arrns = ListBuilder::new(arrow_array::builder::StringBuilder::new());
+    for row in [
+        vec![Some("a"), None],
+        vec![],
+        vec![None],
+        vec![Some("ü"), Some("")],
+        vec![Some("")],
+    ] {
+        arrns.append_value(row);
+    }
+    let arrns = arrns.finish();
+    let mut arrd = ListBuilder::new(
+        arrow_array::builder::Decimal128Builder::new().with_data_type(DataType::Decimal128(12, 3)),
+    )
+    .with_field(Field::new("item", DataType::Decimal128(12, 3), false));
+    for row in [
+        vec![1_500i128, -2],
+        vec![],
+        vec![0],
+        vec![999_999_999_999],
+        vec![],
+    ] {
+        arrd.append_value(row.into_iter().map(Some));
+    }
+    let arrd = arrd.finish();
     let mut arr2 = ListBuilder::new(
         ListBuilder::new(arrow_array::builder::Int64Builder::new()).with_field(Field::new(
             "item",
@@ -380,6 +405,20 @@ pub(crate) fn common_cases() -> Vec<Case> {
             false,
             "arrayMap(x -> hex(x), {c})",
             &["['61','62']", "[]", "['']", "['C3BC']", "['78']"],
+        ),
+        case(
+            "arrns",
+            Arc::new(arrns),
+            false,
+            "arrayMap(x -> ifNull(hex(x), 'NULL'), {c})",
+            &["['61','NULL']", "[]", "['NULL']", "['C3BC','']", "['']"],
+        ),
+        case(
+            "arrd",
+            Arc::new(arrd),
+            false,
+            "{c}",
+            &["[1.500,-0.002]", "[]", "[0.000]", "[999999999.999]", "[]"],
         ),
         case(
             "arr2",
@@ -939,29 +978,32 @@ fn clickhouse18_converts_to_existing_table_types() {
     compare_cases(&url, &table, &cases);
 }
 
+/// Column names that must survive DDL, Native blocks and queries unchanged.
+pub(crate) const HOSTILE_NAMES: [&str; 16] = [
+    "n",
+    "`",
+    "a`b",
+    "it's",
+    "\"dq\"",
+    "new\nline",
+    "tab\tcol",
+    "back\\slash",
+    "with space",
+    "SELECT",
+    "FROM",
+    "名前 ü",
+    "emoji 🦀",
+    "semi;colon--",
+    "bell\u{7}",
+    "`; DROP TABLE x; --",
+];
+
 /// Hostile column and table names through DDL and Native inserts.
 #[test]
 fn clickhouse18_hostile_identifiers_round_trip() {
     let url = harness::clickhouse_url();
     let db = TestDb::new();
-    let names = [
-        "n",
-        "`",
-        "a`b",
-        "it's",
-        "\"dq\"",
-        "new\nline",
-        "tab\tcol",
-        "back\\slash",
-        "with space",
-        "SELECT",
-        "FROM",
-        "名前 ü",
-        "emoji 🦀",
-        "semi;colon--",
-        "bell\u{7}",
-        "`; DROP TABLE x; --",
-    ];
+    let names = HOSTILE_NAMES;
     let fields: Vec<Field> = names
         .iter()
         .map(|n| Field::new(*n, DataType::Int32, false))
