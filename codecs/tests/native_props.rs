@@ -202,11 +202,10 @@ fn build(spec: &ColSpec, len: usize) -> (Field, ArrayRef) {
             }
             Arc::new(b.finish())
         }
-        22 => {
-            Arc::new(Date64Array::from_iter(raw.iter().map(|v| {
-                v.map(|v| (v % 1000) * 86_400_000 + (v & 1))
-            })))
-        }
+        22 => Arc::new(Date64Array::from_iter(
+            raw.iter()
+                .map(|v| v.map(|v| (v % 1000) * 86_400_000 + (v & 1))),
+        )),
         23 => Arc::new(Float16Array::from_iter(
             raw.iter().map(|v| v.map(|v| half_from_bits(v as u16))),
         )),
