@@ -86,5 +86,7 @@ pub const OFFSET_COLUMN: &str = "_velostream_offset";
 pub(super) const POLL_TIMEOUT: Duration = Duration::from_millis(50);
 /// How often offsets are committed and lag is refreshed.
 pub(super) const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
-/// Items buffered per lane before the consumer pauses.
-pub(super) const LANE_DEPTH: usize = 32;
+/// Messages buffered per lane before the consumer pauses: Arrow messages
+/// carry thousands of rows each, JSON-rows messages one.
+pub(super) const LANE_DEPTH_ARROW: usize = 64;
+pub(super) const LANE_DEPTH_JSON: usize = 65_536;

@@ -38,6 +38,9 @@ pub(super) struct Shared {
     pub stored: Mutex<HashMap<i32, i64>>,
     /// Offsets already committed.
     pub committed: Mutex<HashMap<i32, i64>>,
+    /// High watermark per partition, from librdkafka's statistics (no
+    /// blocking broker round trip on the consumer thread).
+    pub high_watermarks: Mutex<HashMap<i32, i64>>,
     /// Rows stored in ClickHouse by this member.
     pub rows_stored: Mutex<u64>,
     /// A failure inside a callback, picked up by the consumer loop.
@@ -128,7 +131,19 @@ impl Shared {
 /// The rdkafka context carrying [`Shared`].
 pub(super) struct Ctx(pub Arc<Shared>);
 
-impl ClientContext for Ctx {}
+impl ClientContext for Ctx {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let Some(topic) = statistics.topics.get(&self.0.topic) else {
+            return;
+        };
+        let mut high = lock(&self.0.high_watermarks);
+        for (p, part) in &topic.partitions {
+            if *p >= 0 && part.hi_offset >= 0 {
+                high.insert(*p, part.hi_offset);
+            }
+        }
+    }
+}
 
 impl ConsumerContext for Ctx {
     fn rebalance(

@@ -78,6 +78,7 @@ pub async fn run(cfg: ConsumerConfig, stop: Arc<AtomicBool>) -> Result<ConsumeSu
         assignment: Mutex::new(BTreeSet::new()),
         stored: Mutex::new(HashMap::new()),
         committed: Mutex::new(HashMap::new()),
+        high_watermarks: Mutex::new(HashMap::new()),
         rows_stored: Mutex::new(0),
         error: Mutex::new(None),
     });
@@ -116,7 +117,9 @@ fn create_consumer(
         .set("max.partition.fetch.bytes", "33554432")
         .set("queued.max.messages.kbytes", "262144")
         .set("session.timeout.ms", "30000")
-        .set("max.poll.interval.ms", "600000");
+        .set("max.poll.interval.ms", "600000")
+        // Lag comes from these statistics instead of blocking watermark queries.
+        .set("statistics.interval.ms", "1000");
     cfg.kafka.apply_overrides(&mut c)?;
     let consumer: BaseConsumer<context::Ctx> = c
         .create_with_context(context::Ctx(shared))

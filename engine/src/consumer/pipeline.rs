@@ -8,7 +8,7 @@ use arrow_schema::SchemaRef;
 use tokio::sync::mpsc;
 use velostream_sql::Transform;
 
-use super::config::{ConsumerConfig, LANE_DEPTH};
+use super::config::{ConsumerConfig, LANE_DEPTH_ARROW, LANE_DEPTH_JSON};
 use super::dlq::DeadLetters;
 use super::lane::{Event, Lane, LaneMsg, LaneShared};
 use super::table;
@@ -70,7 +70,11 @@ impl Pipeline {
         let mut lanes = Vec::new();
         let mut tasks = Vec::new();
         for id in 0..cfg.lanes.max(1) {
-            let (tx, rx) = mpsc::channel(LANE_DEPTH);
+            let depth = match cfg.format {
+                MessageFormat::Arrow => LANE_DEPTH_ARROW,
+                MessageFormat::JsonRows => LANE_DEPTH_JSON,
+            };
+            let (tx, rx) = mpsc::channel(depth);
             let lane = Lane {
                 id,
                 shared: Arc::clone(&shared),

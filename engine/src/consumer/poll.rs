@@ -7,7 +7,7 @@
 //! lane accepts it again. Memory stays bounded by the lane depth, the insert
 //! size and one poll's worth of messages.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -118,7 +118,17 @@ impl Poller {
                 self.set_paused(false);
                 paused = false;
             }
-            let msg = match self.consumer.poll(POLL_TIMEOUT) {
+            // While a lane is full, poll without waiting and retry the lane soon.
+            let timeout = if stash.is_empty() {
+                POLL_TIMEOUT
+            } else {
+                Duration::ZERO
+            };
+            let msg = match self.consumer.poll(timeout) {
+                None if !stash.is_empty() => {
+                    std::thread::sleep(Duration::from_millis(1));
+                    continue;
+                }
                 None => {
                     if let Some(idle) = self.cfg.exit_when_idle {
                         if stash.is_empty() && last_message.elapsed() >= idle {
@@ -283,10 +293,11 @@ impl Poller {
         }
     }
 
-    /// Lag per partition: messages between the stored offset and the high
-    /// watermark, and rows estimated from the observed rows per message.
+    /// Lag per partition: messages between the stored offset (or the
+    /// consumer's position) and the high watermark from librdkafka's
+    /// statistics, and rows estimated from the observed rows per message.
     /// (tansu reports wrong high watermarks for multi-record batches; the
-    /// bench therefore counts rows instead of trusting this.)
+    /// bench therefore counts rows in ClickHouse instead of trusting this.)
     fn publish_lag(&self, stats: &Stats) {
         let assigned = self
             .shared
@@ -300,24 +311,15 @@ impl Poller {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let positions: HashMap<i32, i64> = self
-            .consumer
-            .position()
-            .map(|tpl| {
-                tpl.elements()
-                    .iter()
-                    .filter_map(|e| e.offset().to_raw().map(|o| (e.partition(), o)))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let high = self
+            .shared
+            .high_watermarks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         for p in assigned {
-            let Ok((_, high)) =
-                self.consumer
-                    .fetch_watermarks(&self.cfg.topic, p, Duration::from_millis(500))
-            else {
-                continue;
-            };
-            let from = stored.get(&p).or(positions.get(&p)).copied().unwrap_or(0);
+            let Some(high) = high.get(&p) else { continue };
+            let from = stored.get(&p).copied().unwrap_or(0);
             let lag = (high - from).max(0);
             let label = p.to_string();
             metrics::gauge!(m::CONSUMER_LAG_MESSAGES, "partition" => label.clone()).set(lag as f64);
