@@ -84,6 +84,7 @@ pub async fn run(spec: &RunSpec, source: Arc<ParquetSource>) -> Result<RunResult
 
     // Consumers first: they join the group while the producer starts.
     let stop_consumers = Arc::new(AtomicBool::new(false));
+    let assigned = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for i in 0..spec.consumers.max(1) {
         let mut cfg = ConsumerConfig::new(
@@ -99,9 +100,20 @@ pub async fn run(spec: &RunSpec, source: Arc<ParquetSource>) -> Result<RunResult
         cfg.exactly_once = spec.exactly_once;
         cfg.format = spec.format;
         cfg.lanes = spec.insert_streams.max(1);
+        cfg.assigned_partitions = Some(Arc::clone(&assigned));
         let stop = Arc::clone(&stop_consumers);
         tracing::info!(consumer = i, "starting consumer");
         tasks.push(tokio::spawn(consumer::run(cfg, stop)));
+    }
+
+    // Measure from the moment the group owns every partition.
+    let join_deadline = Instant::now() + Duration::from_secs(60);
+    while assigned.load(Ordering::SeqCst) < partitions {
+        if Instant::now() > join_deadline || tasks.iter().any(|t| t.is_finished()) {
+            tracing::warn!("consumers did not take every partition in time; starting anyway");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
     // The sampler: rows produced vs rows in ClickHouse, CPU per thread.

@@ -1,6 +1,8 @@
 //! Consumer settings.
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
 use std::time::Duration;
 
 use arrow_schema::SchemaRef;
@@ -44,6 +46,10 @@ pub struct ConsumerConfig {
     pub format: MessageFormat,
     /// Exit once no message has arrived for this long and everything is inserted.
     pub exit_when_idle: Option<Duration>,
+    /// Partitions currently assigned to this member are added here (and
+    /// subtracted on revocation), so a caller can wait until a group of
+    /// consumers owns every partition.
+    pub assigned_partitions: Option<Arc<AtomicUsize>>,
 }
 
 impl ConsumerConfig {
@@ -74,6 +80,7 @@ impl ConsumerConfig {
             allow_truncation: false,
             format: MessageFormat::Arrow,
             exit_when_idle: None,
+            assigned_partitions: None,
         }
     }
 }

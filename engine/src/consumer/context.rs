@@ -43,6 +43,8 @@ pub(super) struct Shared {
     pub high_watermarks: Mutex<HashMap<i32, i64>>,
     /// Rows stored in ClickHouse by this member.
     pub rows_stored: Mutex<u64>,
+    /// Mirrors the assignment size for the caller (see `ConsumerConfig`).
+    pub assigned_gauge: Option<Arc<std::sync::atomic::AtomicUsize>>,
     /// A failure inside a callback, picked up by the consumer loop.
     pub error: Mutex<Option<Error>>,
 }
@@ -179,6 +181,9 @@ impl ConsumerContext for Ctx {
                 if let Err(e) = consumer.assign(tpl) {
                     s.fail(Error::kafka("assigning partitions", e));
                 }
+                if let Some(g) = &s.assigned_gauge {
+                    g.fetch_add(parts.len(), std::sync::atomic::Ordering::SeqCst);
+                }
                 *lock(&s.assignment) = parts;
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
@@ -190,7 +195,10 @@ impl ConsumerContext for Ctx {
                 {
                     s.fail(e);
                 }
-                lock(&s.assignment).clear();
+                let had = std::mem::take(&mut *lock(&s.assignment)).len();
+                if let Some(g) = &s.assigned_gauge {
+                    g.fetch_sub(had, std::sync::atomic::Ordering::SeqCst);
+                }
                 lock(&s.committed).clear();
                 if let Err(e) = consumer.unassign() {
                     s.fail(Error::kafka("unassigning partitions", e));

@@ -79,6 +79,7 @@ pub async fn run(cfg: ConsumerConfig, stop: Arc<AtomicBool>) -> Result<ConsumeSu
         stored: Mutex::new(HashMap::new()),
         committed: Mutex::new(HashMap::new()),
         high_watermarks: Mutex::new(HashMap::new()),
+        assigned_gauge: cfg.assigned_partitions.clone(),
         rows_stored: Mutex::new(0),
         error: Mutex::new(None),
     });
