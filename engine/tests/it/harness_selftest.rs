@@ -214,3 +214,37 @@ fn prometheus_scrapes_a_registered_target() {
     assert_eq!(result.len(), 1, "{expr}: {result:?}");
     assert_eq!(result[0]["value"][1], "42");
 }
+
+#[test]
+fn services_stop_when_their_owner_process_exits() {
+    crate::require_services!(Prometheus);
+    let dir = tempfile::tempdir().unwrap();
+    let mut owner = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    let opts = LocalOptions {
+        state_dir: Some(dir.path().to_path_buf()),
+        owner_pid: Some(owner.id()),
+    };
+    let services = LocalServices::start(&[Service::Prometheus], &opts).unwrap();
+    let url = services.endpoints().prometheus_url.clone().unwrap();
+    let pid: u32 = std::fs::read_to_string(dir.path().join("prometheus/pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    services.detach();
+    assert!(harness::http_request("GET", &format!("{url}/-/ready"), b"").is_ok());
+    owner.kill().unwrap();
+    owner.wait().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while process_alive(pid) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        !process_alive(pid),
+        "prometheus pid {pid} still running 20 s after its owner exited"
+    );
+    assert!(harness::http_request("GET", &format!("{url}/-/ready"), b"").is_err());
+}
