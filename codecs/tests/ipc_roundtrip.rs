@@ -118,7 +118,8 @@ proptest! {
             let enc = IpcEncoder::new(c).unwrap();
             let bytes = enc.encode(&bs[0].schema(), &bs).unwrap();
             let d = decode(&bytes).unwrap();
-            prop_assert_eq!(d.schema.as_ref(), bs[0].schema().as_ref());
+            let expected_schema = bs[0].schema();
+            prop_assert_eq!(d.schema.as_ref(), expected_schema.as_ref());
             prop_assert_eq!(d.batches.len(), bs.len());
             for (a, b) in d.batches.iter().zip(&bs) {
                 prop_assert_eq!(a, b);
