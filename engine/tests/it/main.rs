@@ -13,3 +13,4 @@ mod clickhouse_client;
 mod native_clickhouse;
 mod native_chdb;
 mod infra_files;
+mod producer;

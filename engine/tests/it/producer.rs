@@ -1,0 +1,816 @@
+//! The producer against a real broker (tansu from the harness): every row
+//! arrives exactly once and unchanged, the messages are standard Arrow IPC
+//! streams (pyarrow reads them), JSON rows, message size limits, keyed
+//! partitioning, and clean errors for bad input and unreachable brokers.
+//!
+//! Messages are read back with a plain rdkafka consumer that assigns every
+//! partition from the beginning and reads until the decoded row count reaches
+//! the source's (tansu's high watermarks are wrong, so they are not used),
+//! then keeps reading for a moment so that duplicates would show.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int32Type};
+use arrow_array::{Array, RecordBatch};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use velostream::gen::{generate, GenConfig};
+use velostream::kafka::KafkaArgs;
+use velostream::producer::{self, ProducerConfig};
+use velostream::progress::Progress;
+use velostream::source::{ParquetSource, SourceOptions};
+use velostream_codecs::envelope::{self, Envelope};
+use velostream_codecs::ipc;
+
+use crate::harness::{
+    create_topic, free_port, kafka_brokers, shared_testdata, unique_name, venv_python,
+};
+use crate::source_fixtures::{concat, read_all};
+
+/// How long reading a topic back may take.
+const READ_DEADLINE: Duration = Duration::from_secs(120);
+/// How long to keep reading after the expected rows arrived (duplicates show).
+const LINGER: Duration = Duration::from_millis(1500);
+/// Time limit of one `velostream produce` run.
+const CLI_LIMIT: Duration = Duration::from_secs(120);
+
+/// Files of `bad_data/` that are readable after all (see `source_testdata`).
+const READABLE_BAD_DATA: &[&str] = &["ARROW-GH-43605.parquet"];
+
+// ------------------------------------------------------------------ helpers
+
+/// One message read back.
+#[derive(Debug)]
+struct Msg {
+    partition: i32,
+    offset: i64,
+    payload: Vec<u8>,
+    headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl Msg {
+    fn decode(&self) -> ipc::Decoded {
+        ipc::decode(&self.payload).unwrap_or_else(|e| {
+            panic!(
+                "partition {} offset {}: not an Arrow IPC stream: {e}",
+                self.partition, self.offset
+            )
+        })
+    }
+
+    fn envelope(&self) -> Envelope {
+        Envelope::from_headers(self.headers.iter().map(|(k, v)| (k.as_str(), v.as_deref())))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "partition {} offset {}: bad envelope: {e}",
+                    self.partition, self.offset
+                )
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "partition {} offset {}: no envelope headers",
+                    self.partition, self.offset
+                )
+            })
+    }
+}
+
+/// Reads `topic` (all `partitions`, from the beginning) until `rows_of`
+/// summed over the messages reaches `want`, then [`LINGER`] more; panics
+/// at [`READ_DEADLINE`] with what arrived.
+fn read_topic(topic: &str, partitions: i32, want: u64, rows_of: &dyn Fn(&Msg) -> u64) -> Vec<Msg> {
+    let brokers = kafka_brokers();
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", unique_name("producer_it_reader"))
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .expect("test consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("partition offset");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let started = Instant::now();
+    let mut reached: Option<Instant> = None;
+    let mut rows = 0u64;
+    let mut out = Vec::new();
+    loop {
+        if let Some(t) = reached {
+            if t.elapsed() > LINGER {
+                break;
+            }
+        }
+        assert!(
+            started.elapsed() < READ_DEADLINE,
+            "topic {topic}: only {rows} of {want} rows in {} messages after {READ_DEADLINE:?}",
+            out.len()
+        );
+        let Some(r) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let m = r.unwrap_or_else(|e| panic!("topic {topic}: consumer error: {e}"));
+        let headers = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let msg = Msg {
+            partition: m.partition(),
+            offset: m.offset(),
+            payload: m.payload().unwrap_or_default().to_vec(),
+            headers,
+        };
+        rows += rows_of(&msg);
+        out.push(msg);
+        if rows >= want && reached.is_none() {
+            reached = Some(Instant::now());
+        }
+    }
+    assert_eq!(rows, want, "topic {topic}: rows read back (duplicates?)");
+    out
+}
+
+fn arrow_rows(m: &Msg) -> u64 {
+    m.decode().num_rows() as u64
+}
+
+/// Generates a taxi data set in `dir`.
+fn gen(dir: &Path, rows: u64, files: usize, row_group_rows: usize, seed: u64) -> Vec<PathBuf> {
+    let cfg = GenConfig {
+        rows,
+        out: dir.to_path_buf(),
+        files,
+        row_group_rows,
+        seed,
+    };
+    let summary = generate(&cfg, &Progress::hidden()).expect("generate taxi data");
+    assert_eq!(summary.rows, rows);
+    assert_eq!(summary.files.len(), files);
+    summary.files
+}
+
+fn open(files: &[PathBuf]) -> ParquetSource {
+    ParquetSource::open(files, &SourceOptions::default()).expect("open source")
+}
+
+/// Outcome of one CLI run.
+#[derive(Debug)]
+struct Run {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+    elapsed: Duration,
+}
+
+/// Runs `velostream produce ARGS` with a time limit (killed and failed on hang).
+fn produce_cli(args: &[&str], limit: Duration) -> Run {
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_velostream"))
+        .arg("produce")
+        .args(args)
+        .env("VELOSTREAM_QUIET", "1")
+        .env_remove("VELOSTREAM_BROKERS")
+        .env_remove("VELOSTREAM_TOPIC")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn velostream produce");
+    let mut out_pipe = child.stdout.take().expect("stdout");
+    let mut err_pipe = child.stderr.take().expect("stderr");
+    let out_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out_pipe.read_to_string(&mut s);
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err_pipe.read_to_string(&mut s);
+        s
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stderr = err_reader.join().unwrap_or_default();
+            panic!("velostream produce {args:?} hung for more than {limit:?}; stderr:\n{stderr}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let run = Run {
+        ok: status.success(),
+        stdout: out_reader.join().unwrap_or_default(),
+        stderr: err_reader.join().unwrap_or_default(),
+        elapsed: started.elapsed(),
+    };
+    assert!(
+        !run.stderr.contains("panicked"),
+        "velostream produce {args:?} panicked:\n{}",
+        run.stderr
+    );
+    run
+}
+
+fn assert_ok(run: &Run, what: &str) {
+    assert!(
+        run.ok,
+        "velostream produce failed for {what}:\nstdout: {}\nstderr: {}",
+        run.stdout, run.stderr
+    );
+}
+
+/// Checks that `msgs` (Arrow messages with envelopes) hold exactly the rows
+/// of `source`: envelopes agree with the payloads, every row group's slices
+/// are numbered 0..n without gaps or repeats, and the rows of each row group,
+/// reassembled in slice order, equal the source's. Returns the slices seen.
+fn assert_same_as_source(msgs: &[Msg], source: &ParquetSource) -> usize {
+    let schema = source.schema();
+    let fingerprint = envelope::schema_fingerprint(&schema);
+    // (file, row group) -> slice -> batches of that message
+    let mut groups: BTreeMap<(String, u32), BTreeMap<u32, Vec<RecordBatch>>> = BTreeMap::new();
+    for m in msgs {
+        let env = m.envelope();
+        let decoded = m.decode();
+        let at = format!("partition {} offset {}", m.partition, m.offset);
+        assert_eq!(env.rows, decoded.num_rows() as u64, "{at}: envelope rows");
+        assert!(decoded.num_rows() > 0, "{at}: empty message");
+        assert_eq!(
+            env.schema_fingerprint, fingerprint,
+            "{at}: schema fingerprint"
+        );
+        assert_eq!(decoded.schema, schema, "{at}: schema");
+        let src = env
+            .source
+            .unwrap_or_else(|| panic!("{at}: no source headers"));
+        let previous = groups
+            .entry((src.file.clone(), src.row_group))
+            .or_default()
+            .insert(src.slice, decoded.batches);
+        assert!(
+            previous.is_none(),
+            "{at}: slice {} of {} row group {} arrived twice",
+            src.slice,
+            src.file,
+            src.row_group
+        );
+    }
+    let mut seen = 0;
+    let mut expected_keys = Vec::new();
+    for rg in source.row_groups() {
+        let key = (rg.path.display().to_string(), rg.row_group as u32);
+        expected_keys.push(key.clone());
+        let slices = groups
+            .get(&key)
+            .unwrap_or_else(|| panic!("no message for {} row group {}", key.0, key.1));
+        let numbers: Vec<u32> = slices.keys().copied().collect();
+        let want: Vec<u32> = (0..slices.len() as u32).collect();
+        assert_eq!(
+            numbers, want,
+            "{} row group {}: slice numbers",
+            key.0, key.1
+        );
+        seen += slices.len();
+        let got: Vec<RecordBatch> = slices.values().flatten().cloned().collect();
+        let expected: Vec<RecordBatch> = source
+            .read_row_group(rg, 1 << 20)
+            .expect("read row group")
+            .collect::<velostream::Result<_>>()
+            .expect("read row group");
+        let (got, expected) = (concat(&got), concat(&expected));
+        assert_eq!(
+            got.num_rows() as u64,
+            rg.rows,
+            "{} row group {}: rows",
+            key.0,
+            key.1
+        );
+        assert!(
+            got == expected,
+            "{} row group {}: rows differ from the source",
+            key.0,
+            key.1
+        );
+    }
+    let extra: Vec<_> = groups
+        .keys()
+        .filter(|k| !expected_keys.contains(k))
+        .collect();
+    assert!(
+        extra.is_empty(),
+        "messages from unknown row groups: {extra:?}"
+    );
+    seen
+}
+
+// ------------------------------------------------------------------ tests
+
+/// 200k generated rows in 2 files, several row groups, sliced into several
+/// messages per row group, round-robin over 3 partitions: read back equal.
+#[test]
+fn generated_taxi_data_arrives_exactly_once_and_unchanged() {
+    let brokers = kafka_brokers();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = gen(dir.path(), 200_000, 2, 30_000, 11);
+    let source = Arc::new(open(&files));
+    assert!(
+        source.row_groups().len() >= 6,
+        "{} row groups",
+        source.row_groups().len()
+    );
+    let topic = unique_name("producer_taxi");
+    create_topic(&brokers, &topic, 3);
+
+    let mut cfg = ProducerConfig::new(KafkaArgs::new(brokers.clone()), &topic);
+    cfg.max_rows_per_message = 7_000;
+    cfg.read_batch_rows = 8_192;
+    cfg.parallelism = 3;
+    let summary = producer::run(
+        &cfg,
+        Arc::clone(&source),
+        3,
+        Arc::new(AtomicBool::new(false)),
+        &Progress::hidden(),
+    )
+    .expect("produce");
+    assert_eq!(summary.rows, 200_000);
+    assert_eq!(summary.row_groups, source.row_groups().len());
+
+    let msgs = read_topic(&topic, 3, source.total_rows(), &arrow_rows);
+    assert_eq!(
+        msgs.len() as u64,
+        summary.messages,
+        "messages read vs acknowledged"
+    );
+    let wire: u64 = msgs.iter().map(|m| m.payload.len() as u64).sum();
+    assert_eq!(
+        wire, summary.wire_bytes,
+        "payload bytes read vs acknowledged"
+    );
+    let slices = assert_same_as_source(&msgs, &source);
+    assert!(
+        slices > source.row_groups().len(),
+        "expected several slices per row group, got {slices}"
+    );
+
+    // Round-robin: message counts per partition differ by at most one.
+    let mut per_partition = [0usize; 3];
+    for m in &msgs {
+        per_partition[m.partition as usize] += 1;
+    }
+    let (lo, hi) = (
+        per_partition.iter().min().unwrap(),
+        per_partition.iter().max().unwrap(),
+    );
+    assert!(hi - lo <= 1, "round-robin spread {per_partition:?}");
+    eprintln!(
+        "producer taxi: {} rows, {} messages, {} row groups, {:.1} bytes/row on the wire, {:.0} rows/s",
+        summary.rows,
+        summary.messages,
+        summary.row_groups,
+        summary.wire_bytes as f64 / summary.rows as f64,
+        summary.rows_per_sec()
+    );
+}
+
+/// The messages are plain Arrow IPC streams: pyarrow + confluent-kafka read
+/// the same rows, the same sum of `trip_distance` and the same null count of
+/// `passenger_count` as the Rust source.
+#[test]
+fn pyarrow_reads_the_messages() {
+    let brokers = kafka_brokers();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = gen(dir.path(), 60_000, 1, 20_000, 12);
+    let source = open(&files);
+    let batches = read_all(&source, 65_536).expect("read source");
+    let mut sum = 0.0f64;
+    let mut nulls = 0usize;
+    for b in &batches {
+        let idx = b.schema().index_of("trip_distance").unwrap();
+        sum += b
+            .column(idx)
+            .as_primitive::<Float64Type>()
+            .iter()
+            .flatten()
+            .sum::<f64>();
+        nulls += b
+            .column(b.schema().index_of("passenger_count").unwrap())
+            .null_count();
+    }
+    assert!(
+        nulls > 0,
+        "the generator should produce null passenger counts"
+    );
+
+    let topic = unique_name("producer_py");
+    let file = files[0].display().to_string();
+    let run = produce_cli(
+        &[
+            "--brokers",
+            &brokers,
+            "--topic",
+            &topic,
+            "--partitions",
+            "2",
+            "--max-rows-per-message",
+            "5000",
+            &file,
+        ],
+        CLI_LIMIT,
+    );
+    assert_ok(&run, &file);
+    assert!(run.stdout.contains("produced 60000 rows"), "{}", run.stdout);
+
+    let script = crate::harness::repo_root().join("engine/tests/py/read_topic.py");
+    let out = Command::new(venv_python())
+        .arg(&script)
+        .args([
+            &brokers,
+            &topic,
+            "2",
+            "60000",
+            "90",
+            "trip_distance",
+            "passenger_count",
+        ])
+        .output()
+        .expect("run read_topic.py");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "read_topic.py failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(v["errors"], serde_json::json!([]), "pyarrow errors");
+    assert_eq!(v["rows"], 60_000, "{v}");
+    assert!(v["messages"].as_u64().unwrap() >= 12, "{v}");
+    let names: Vec<String> = source
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(v["columns"], serde_json::json!(names));
+    let py_sum = v["sum"].as_f64().unwrap();
+    assert!(
+        (py_sum - sum).abs() <= sum.abs() * 1e-9,
+        "sum(trip_distance): pyarrow {py_sum}, Rust {sum}"
+    );
+    assert_eq!(v["nulls"], nulls, "null passenger_count");
+}
+
+/// What the in-process source makes of one file: all its rows, or an error.
+fn source_read(path: &Path) -> Result<RecordBatch, String> {
+    let source = ParquetSource::open(&[path.to_path_buf()], &SourceOptions::default())
+        .map_err(|e| e.to_string())?;
+    let batches = read_all(&source, 1024).map_err(|e| e.to_string())?;
+    if batches.is_empty() {
+        return Ok(RecordBatch::new_empty(source.schema()));
+    }
+    Ok(concat(&batches))
+}
+
+/// Produces `path` to a fresh one-partition topic with the CLI and checks the
+/// outcome against the in-process source. Returns a failure description.
+fn check_file(brokers: &str, path: &Path) -> Option<String> {
+    let name = path.file_name().unwrap().to_string_lossy().to_string();
+    let expected = source_read(path);
+    let topic = unique_name("producer_file");
+    let file = path.display().to_string();
+    let run = produce_cli(
+        &[
+            "--brokers",
+            brokers,
+            "--topic",
+            &topic,
+            "--partitions",
+            "1",
+            &file,
+        ],
+        CLI_LIMIT,
+    );
+    match (expected, run.ok) {
+        (Ok(batch), true) => {
+            let rows = batch.num_rows() as u64;
+            let msgs = read_topic(&topic, 1, rows, &arrow_rows);
+            let got: Vec<RecordBatch> = msgs.iter().flat_map(|m| m.decode().batches).collect();
+            if rows == 0 {
+                return (!got.is_empty()).then(|| format!("{name}: messages for an empty file"));
+            }
+            let got = concat(&got);
+            (got != batch).then(|| format!("{name}: rows read back differ from the source"))
+        }
+        (Ok(_), false) => {
+            // Allowed only as a clear refusal naming the file and a column type.
+            let named = run.stderr.contains(&name) && run.stderr.to_lowercase().contains("type");
+            (!named).then(|| format!("{name}: source reads it but produce failed: {}", run.stderr))
+        }
+        (Err(e), true) => Some(format!("{name}: source fails ({e}) but produce succeeded")),
+        (Err(_), false) => (!run.stderr.contains(&name))
+            .then(|| format!("{name}: error does not name the file: {}", run.stderr)),
+    }
+}
+
+/// Every file in `data/` produces exactly what the source reads, or is
+/// refused with an error naming it (never a panic or a hang).
+#[test]
+fn every_testdata_file_produces_or_is_refused_by_name() {
+    let brokers = kafka_brokers();
+    let dir = shared_testdata().join("data");
+    let files = parquet_files(&dir);
+    let failures: Vec<String> = files
+        .iter()
+        .filter_map(|f| check_file(&brokers, f))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} files:\n{}",
+        failures.len(),
+        files.len(),
+        failures.join("\n")
+    );
+}
+
+/// Every file in `bad_data/` fails with its name in the message (except the
+/// ones that are readable after all, which must produce correctly).
+#[test]
+fn every_bad_file_is_an_error_naming_it() {
+    let brokers = kafka_brokers();
+    let files = parquet_files(&shared_testdata().join("bad_data"));
+    let mut failures = Vec::new();
+    for f in &files {
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        if READABLE_BAD_DATA.contains(&name.as_str()) {
+            failures.extend(check_file(&brokers, f));
+            continue;
+        }
+        let topic = unique_name("producer_bad");
+        let file = f.display().to_string();
+        let run = produce_cli(
+            &[
+                "--brokers",
+                &brokers,
+                "--topic",
+                &topic,
+                "--partitions",
+                "1",
+                &file,
+            ],
+            CLI_LIMIT,
+        );
+        if run.ok {
+            failures.push(format!("{name}: produce succeeded: {}", run.stdout));
+        } else if !run.stderr.contains(&name) {
+            failures.push(format!(
+                "{name}: error does not name the file: {}",
+                run.stderr
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} files:\n{}",
+        failures.len(),
+        files.len(),
+        failures.join("\n")
+    );
+}
+
+fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no Parquet files in {}", dir.display());
+    files
+}
+
+/// `--format json-rows`: one JSON object per row and message, with the
+/// schema's keys and the source's values.
+#[test]
+fn json_rows_gives_one_message_per_row() {
+    let brokers = kafka_brokers();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = gen(dir.path(), 3_000, 1, 1_000, 13);
+    let source = open(&files);
+    let batch = concat(&read_all(&source, 65_536).expect("read source"));
+    let topic = unique_name("producer_json");
+    let file = files[0].display().to_string();
+    let run = produce_cli(
+        &[
+            "--brokers",
+            &brokers,
+            "--topic",
+            &topic,
+            "--partitions",
+            "2",
+            "--format",
+            "json-rows",
+            &file,
+        ],
+        CLI_LIMIT,
+    );
+    assert_ok(&run, &file);
+    let msgs = read_topic(&topic, 2, 3_000, &|_| 1);
+    let keys: HashSet<String> = source
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let mut pu: Vec<i64> = Vec::new();
+    let mut null_passengers = 0usize;
+    for m in &msgs {
+        let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap_or_else(|e| {
+            panic!(
+                "partition {} offset {}: not JSON ({e}): {}",
+                m.partition,
+                m.offset,
+                String::from_utf8_lossy(&m.payload)
+            )
+        });
+        let obj = v
+            .as_object()
+            .unwrap_or_else(|| panic!("not an object: {v}"));
+        let got: HashSet<String> = obj.keys().cloned().collect();
+        assert_eq!(got, keys, "keys of {v}");
+        pu.push(
+            obj["PULocationID"]
+                .as_i64()
+                .unwrap_or_else(|| panic!("PULocationID in {v}")),
+        );
+        null_passengers += usize::from(obj["passenger_count"].is_null());
+    }
+    let mut want: Vec<i64> = batch
+        .column(batch.schema().index_of("PULocationID").unwrap())
+        .as_primitive::<Int32Type>()
+        .values()
+        .iter()
+        .map(|v| i64::from(*v))
+        .collect();
+    pu.sort_unstable();
+    want.sort_unstable();
+    assert!(pu == want, "PULocationID values differ from the source");
+    let passengers = batch.column(batch.schema().index_of("passenger_count").unwrap());
+    assert_eq!(null_passengers, passengers.null_count());
+}
+
+/// A broker address nobody listens on: a prompt error naming it.
+#[test]
+fn unreachable_broker_fails_fast_naming_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = gen(dir.path(), 1_000, 1, 1_000, 14);
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    let file = files[0].display().to_string();
+    let run = produce_cli(
+        &[
+            "--brokers",
+            &address,
+            "--topic",
+            "nowhere",
+            "--partitions",
+            "1",
+            &file,
+        ],
+        Duration::from_secs(90),
+    );
+    assert!(!run.ok, "produce to {address} succeeded: {}", run.stdout);
+    assert!(
+        run.stderr.contains(&address),
+        "error does not name {address}: {}",
+        run.stderr
+    );
+    assert!(
+        run.elapsed < Duration::from_secs(30),
+        "took {:?}",
+        run.elapsed
+    );
+}
+
+/// `--max-message-bytes 65536`: no message is larger, and every row arrives.
+#[test]
+fn max_message_bytes_is_respected() {
+    let brokers = kafka_brokers();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = gen(dir.path(), 100_000, 1, 50_000, 15);
+    let source = open(&files);
+    let topic = unique_name("producer_size");
+    let file = files[0].display().to_string();
+    let run = produce_cli(
+        &[
+            "--brokers",
+            &brokers,
+            "--topic",
+            &topic,
+            "--partitions",
+            "2",
+            "--max-message-bytes",
+            "65536",
+            &file,
+        ],
+        CLI_LIMIT,
+    );
+    assert_ok(&run, &file);
+    let msgs = read_topic(&topic, 2, 100_000, &arrow_rows);
+    let largest = msgs.iter().map(|m| m.payload.len()).max().unwrap_or(0);
+    assert!(largest <= 65_536, "largest message {largest} bytes");
+    assert!(
+        largest > 65_536 / 4,
+        "messages far below the target: largest {largest} bytes"
+    );
+    assert_same_as_source(&msgs, &source);
+    eprintln!(
+        "producer size: {} messages, largest {largest} bytes",
+        msgs.len()
+    );
+}
+
+/// `--key-column PULocationID`: all rows of one key share a partition.
+#[test]
+fn key_column_keeps_equal_keys_in_one_partition() {
+    let brokers = kafka_brokers();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = gen(dir.path(), 50_000, 1, 10_000, 16);
+    let source = open(&files);
+    let topic = unique_name("producer_keyed");
+    let file = files[0].display().to_string();
+    let run = produce_cli(
+        &[
+            "--brokers",
+            &brokers,
+            "--topic",
+            &topic,
+            "--partitions",
+            "4",
+            "--key-column",
+            "PULocationID",
+            &file,
+        ],
+        CLI_LIMIT,
+    );
+    assert_ok(&run, &file);
+    let msgs = read_topic(&topic, 4, 50_000, &arrow_rows);
+    let mut home: HashMap<i32, i32> = HashMap::new();
+    let mut got_counts: HashMap<i32, u64> = HashMap::new();
+    for m in &msgs {
+        for b in m.decode().batches {
+            let keys = b
+                .column(b.schema().index_of("PULocationID").unwrap())
+                .as_primitive::<Int32Type>()
+                .clone();
+            for k in keys.values().iter() {
+                *got_counts.entry(*k).or_default() += 1;
+                let p = *home.entry(*k).or_insert(m.partition);
+                assert_eq!(
+                    p, m.partition,
+                    "key {k} in partitions {p} and {}",
+                    m.partition
+                );
+            }
+        }
+    }
+    let used: HashSet<i32> = home.values().copied().collect();
+    assert!(used.len() >= 3, "keys spread over partitions {used:?} only");
+    let mut want_counts: HashMap<i32, u64> = HashMap::new();
+    for b in read_all(&source, 65_536).expect("read source") {
+        let keys = b
+            .column(b.schema().index_of("PULocationID").unwrap())
+            .as_primitive::<Int32Type>()
+            .clone();
+        for k in keys.values().iter() {
+            *want_counts.entry(*k).or_default() += 1;
+        }
+    }
+    assert!(
+        got_counts == want_counts,
+        "rows per key differ from the source"
+    );
+    // Sanity: the key column really has many distinct values.
+    assert!(
+        want_counts.len() > 20,
+        "{} distinct keys",
+        want_counts.len()
+    );
+}
