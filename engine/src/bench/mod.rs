@@ -10,6 +10,7 @@
 pub mod chart;
 pub mod checksum;
 pub mod cpu;
+pub mod decode;
 pub mod expected;
 pub mod native_file;
 pub mod pipeline;
@@ -19,6 +20,7 @@ pub mod timeline;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use velostream_codecs::ipc::IpcCompression;
 use velostream_codecs::mapping;
 
 use crate::clickhouse::{ClickHouse, ClickHouseConfig, TableRef};
@@ -35,6 +37,8 @@ pub enum Compare {
     JsonRows,
     /// ClickHouse inserting the same rows from pre-encoded Native data.
     NativeFile,
+    /// A bare decode of the same Parquet files with the producer's parallelism.
+    ParquetDecode,
 }
 
 /// Everything the bench needs.
@@ -55,8 +59,25 @@ pub struct BenchConfig {
     pub seed: u64,
     pub exactly_once: bool,
     pub keep_tables: bool,
-    /// Tunes the VeloStream producer (the baseline keeps its defaults).
-    pub producer: fn(&mut ProducerConfig),
+    /// Arrow body compression of the VeloStream producer.
+    pub ipc_compression: IpcCompression,
+    /// librdkafka compression.type of the VeloStream producer.
+    pub kafka_compression: String,
+    /// Row groups decoded in parallel by the producer (default: CPUs).
+    pub producer_parallelism: Option<usize>,
+    /// Rows per insert of the consumers (and of the native-file comparison).
+    pub insert_rows: usize,
+}
+
+impl BenchConfig {
+    /// Applies the VeloStream producer settings (the JSON baseline keeps its defaults).
+    fn tune(&self, p: &mut ProducerConfig) {
+        p.ipc_compression = self.ipc_compression;
+        p.kafka_compression = self.kafka_compression.clone();
+        if let Some(n) = self.producer_parallelism {
+            p.parallelism = n.max(1);
+        }
+    }
 }
 
 /// Runs the bench; returns the JSON report. Fails when validation fails.
@@ -142,7 +163,7 @@ async fn run_with_services(
     let scratch = tempfile::tempdir().map_err(|e| Error::io("creating a scratch directory", e))?;
     let native_path = scratch.path().join("bench.native");
     let want_native = cfg.compare.contains(&Compare::NativeFile);
-    let insert_rows = 500_000;
+    let insert_rows = cfg.insert_rows.max(1);
     eprintln!(
         "bench: computing the expected checksum{}",
         if want_native {
@@ -165,9 +186,30 @@ async fn run_with_services(
         table: format!("{kind}_{run_id}"),
     };
 
+    // The producer's ceiling: a bare decode with the same parallelism.
+    let mut producer_defaults = ProducerConfig::new(kafka.clone(), String::new());
+    cfg.tune(&mut producer_defaults);
+    let parquet_decode = if cfg.compare.contains(&Compare::ParquetDecode) {
+        let (src, threads, batch) = (
+            Arc::clone(&source),
+            producer_defaults.parallelism,
+            producer_defaults.read_batch_rows,
+        );
+        let r = tokio::task::spawn_blocking(move || decode::run(&src, threads, batch))
+            .await
+            .map_err(|e| Error::Interrupted(format!("decode task failed: {e}")))??;
+        eprintln!(
+            "bench: bare Parquet decode: {:.0} rows/s with {} threads",
+            r.rows_per_s, r.threads
+        );
+        Some(r)
+    } else {
+        None
+    };
+
     // VeloStream.
     let mut producer = ProducerConfig::new(kafka.clone(), format!("velostream_bench_{run_id}"));
-    (cfg.producer)(&mut producer);
+    cfg.tune(&mut producer);
     let spec = pipeline::RunSpec {
         name: "velostream".into(),
         kafka: kafka.clone(),
@@ -182,6 +224,7 @@ async fn run_with_services(
         exactly_once: cfg.exactly_once,
         expected_rows: prepared.checksum.rows,
         precreate: None,
+        insert_rows,
         producer,
     };
     let main = pipeline::run(&spec, Arc::clone(&source)).await?;
@@ -270,6 +313,7 @@ async fn run_with_services(
         &differences,
         json_rows.as_ref(),
         native.as_ref(),
+        parquet_decode.as_ref(),
         machine,
     );
     println!("\nVeloStream bench\n{}", report::table(&doc));

@@ -41,6 +41,8 @@ pub struct RunSpec {
     pub expected_rows: u64,
     /// For the JSON baseline: the table to create up front.
     pub precreate: Option<Vec<(String, ChType)>>,
+    /// Rows per insert of each consumer lane.
+    pub insert_rows: usize,
     pub producer: ProducerConfig,
 }
 
@@ -100,6 +102,7 @@ pub async fn run(spec: &RunSpec, source: Arc<ParquetSource>) -> Result<RunResult
         cfg.exactly_once = spec.exactly_once;
         cfg.format = spec.format;
         cfg.lanes = spec.insert_streams.max(1);
+        cfg.insert_rows = spec.insert_rows;
         cfg.assigned_partitions = Some(Arc::clone(&assigned));
         let stop = Arc::clone(&stop_consumers);
         tracing::info!(consumer = i, "starting consumer");

@@ -2,6 +2,7 @@
 
 use serde_json::{json, Value};
 
+use super::decode::DecodeResult;
 use super::native_file::NativeFileResult;
 use super::pipeline::RunResult;
 
@@ -49,6 +50,7 @@ pub fn document(
     differences: &[String],
     json_rows: Option<&RunResult>,
     native: Option<&NativeFileResult>,
+    decode: Option<&DecodeResult>,
     machine: Value,
 ) -> Value {
     let m = run_json(main);
@@ -104,6 +106,16 @@ pub fn document(
         ratios.insert(
             "end_to_end_vs_native_file".into(),
             json!(e2e / n.rows_per_s.max(1e-9)),
+        );
+    }
+    if let Some(d) = decode {
+        compare.insert(
+            "parquet-decode".into(),
+            serde_json::to_value(d).unwrap_or(Value::Null),
+        );
+        ratios.insert(
+            "producer_vs_parquet_decode".into(),
+            json!(m["producer"]["rows_per_s"].as_f64().unwrap_or(0.0) / d.rows_per_s.max(1e-9)),
         );
     }
     if !compare.is_empty() {
@@ -181,6 +193,12 @@ pub fn table(doc: &Value) -> String {
         line(
             "native-file insert rows/s",
             format!("{:.0} ({} streams)", f(&n["rows_per_s"]), n["streams"]),
+        );
+    }
+    if let Some(d) = doc.get("compare").and_then(|c| c.get("parquet-decode")) {
+        line(
+            "bare Parquet decode rows/s",
+            format!("{:.0} ({} threads)", f(&d["rows_per_s"]), d["threads"]),
         );
     }
     if let Some(r) = doc.get("ratios").and_then(Value::as_object) {

@@ -80,6 +80,22 @@ pub struct BenchArgs {
     #[arg(long)]
     pub exactly_once: bool,
 
+    /// Arrow IPC body compression of the VeloStream producer: lz4, zstd or none.
+    #[arg(long, default_value = "lz4", value_parser = super::produce::parse_ipc_compression)]
+    pub compression: velostream_codecs::ipc::IpcCompression,
+
+    /// Kafka record-batch compression of the VeloStream producer.
+    #[arg(long, default_value = "none")]
+    pub kafka_compression: String,
+
+    /// Row groups decoded in parallel by the producer (default: number of CPUs).
+    #[arg(long)]
+    pub producer_parallelism: Option<usize>,
+
+    /// Rows per insert.
+    #[arg(long, default_value_t = 500_000)]
+    pub insert_rows: usize,
+
     /// Keep the bench tables instead of dropping them.
     #[arg(long)]
     pub keep_tables: bool,
@@ -119,7 +135,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
         seed: args.seed,
         exactly_once: args.exactly_once,
         keep_tables: args.keep_tables,
-        producer: |_| {},
+        ipc_compression: args.compression,
+        kafka_compression: args.kafka_compression.clone(),
+        producer_parallelism: args.producer_parallelism,
+        insert_rows: args.insert_rows,
     };
     if !args.hold_metrics_secs.is_finite() || args.hold_metrics_secs < 0.0 {
         return Err(Error::Config("--hold-metrics-secs must be >= 0".into()));

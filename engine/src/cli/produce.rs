@@ -89,7 +89,7 @@ pub struct ProduceArgs {
     pub metrics_addr: Option<SocketAddr>,
 }
 
-fn parse_ipc_compression(s: &str) -> std::result::Result<IpcCompression, String> {
+pub(crate) fn parse_ipc_compression(s: &str) -> std::result::Result<IpcCompression, String> {
     IpcCompression::parse(s)
         .ok_or_else(|| format!("unknown compression {s:?}: use lz4, zstd or none"))
 }
