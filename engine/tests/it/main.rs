@@ -14,3 +14,5 @@ mod native_clickhouse;
 mod native_chdb;
 mod infra_files;
 mod producer;
+mod reliability;
+mod consumer;

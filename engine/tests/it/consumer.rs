@@ -1,0 +1,806 @@
+//! The consumer against a real broker (tansu) and ClickHouse 18.16: value
+//! equality with the Parquet source, transforms, consumer groups, start-up
+//! refusals, dead letters, foreign producers and exactly-once resumption.
+//!
+//! Values are compared exactly: every row is rendered as a TSV line on both
+//! sides (floats as their IEEE bit patterns, timestamps as Unix seconds,
+//! dates as day numbers), and the sorted lines must be equal.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Date32Type, Float64Type, TimestampMicrosecondType};
+use arrow_array::{Array, ArrayRef, Int32Array, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Headers;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::Message;
+use velostream::clickhouse::{ClickHouseConfig, TableRef};
+use velostream::consumer::{self, ConsumeSummary, ConsumerConfig};
+use velostream::gen::{generate, GenConfig};
+use velostream::kafka::KafkaArgs;
+use velostream::producer::{self, ProduceSummary, ProducerConfig};
+use velostream::progress::Progress;
+use velostream::source::{ParquetSource, SourceOptions};
+use velostream_codecs::ipc::{IpcCompression, IpcEncoder};
+
+use crate::harness::{self, TestDb};
+use crate::source_fixtures::read_all;
+
+/// Longest a consumer run may take in these tests.
+const RUN_TIMEOUT: Duration = Duration::from_secs(180);
+
+// ------------------------------------------------------------------ data
+
+/// Generated taxi data: its files and all its rows.
+struct Data {
+    _dir: tempfile::TempDir,
+    source: Arc<ParquetSource>,
+    batches: Vec<RecordBatch>,
+}
+
+impl Data {
+    fn rows(&self) -> u64 {
+        self.batches.iter().map(|b| b.num_rows() as u64).sum()
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.source.schema()
+    }
+}
+
+fn taxi(rows: u64, seed: u64) -> Data {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let summary = generate(
+        &GenConfig {
+            rows,
+            out: dir.path().join("taxi"),
+            files: 2,
+            row_group_rows: 20_000,
+            seed,
+        },
+        &Progress::hidden(),
+    )
+    .expect("generating taxi data");
+    let source = Arc::new(
+        ParquetSource::open(&summary.files, &SourceOptions::default()).expect("opening taxi data"),
+    );
+    let batches = read_all(&source, 65_536).expect("reading taxi data");
+    Data {
+        _dir: dir,
+        source,
+        batches,
+    }
+}
+
+/// Produces every row of `data` to `topic` (which must exist).
+fn produce(
+    brokers: &str,
+    topic: &str,
+    partitions: usize,
+    data: &Data,
+    tweak: impl FnOnce(&mut ProducerConfig),
+) -> ProduceSummary {
+    let mut cfg = ProducerConfig::new(KafkaArgs::new(brokers), topic);
+    cfg.parallelism = 2;
+    tweak(&mut cfg);
+    let summary = tokio::task::block_in_place(|| {
+        producer::run(
+            &cfg,
+            Arc::clone(&data.source),
+            partitions,
+            Arc::new(AtomicBool::new(false)),
+            &Progress::hidden(),
+        )
+    })
+    .unwrap_or_else(|e| panic!("producing to {topic}: {e}"));
+    assert_eq!(summary.rows, data.rows(), "rows produced to {topic}");
+    summary
+}
+
+/// A topic with `partitions` partitions on the test broker.
+fn topic(prefix: &str, partitions: i32) -> String {
+    let brokers = harness::kafka_brokers();
+    let name = harness::unique_name(prefix);
+    tokio::task::block_in_place(|| harness::create_topic(&brokers, &name, partitions));
+    name
+}
+
+/// A consumer of `topic` into `table` that creates the table and exits
+/// after 3 s without messages.
+fn consumer_config(topic: &str, table: &str) -> ConsumerConfig {
+    let mut c = ConsumerConfig::new(
+        KafkaArgs::new(harness::kafka_brokers()),
+        topic,
+        harness::unique_name("group"),
+        ClickHouseConfig::new(harness::clickhouse_url()),
+        TableRef::parse(table).expect("table name"),
+    );
+    c.create_table = true;
+    c.exit_when_idle = Some(Duration::from_secs(3));
+    c.max_delay = Duration::from_millis(200);
+    c
+}
+
+async fn consume(cfg: ConsumerConfig) -> velostream::Result<ConsumeSummary> {
+    consume_until(cfg, Arc::new(AtomicBool::new(false))).await
+}
+
+async fn consume_until(
+    cfg: ConsumerConfig,
+    stop: Arc<AtomicBool>,
+) -> velostream::Result<ConsumeSummary> {
+    let topic = cfg.topic.clone();
+    tokio::time::timeout(RUN_TIMEOUT, consumer::run(cfg, stop))
+        .await
+        .unwrap_or_else(|_| panic!("consumer of {topic} still running after {RUN_TIMEOUT:?}"))
+}
+
+fn count(db: &TestDb, table: &str) -> u64 {
+    let text = db.query(&format!("SELECT count() FROM {} FORMAT TSV", db.table(table)));
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("count of {table}: {text:?}"))
+}
+
+// ------------------------------------------------------------------ exact comparison
+
+/// The ClickHouse expression rendering column `f` the way [`cell`] renders
+/// its Arrow values.
+fn ch_expr(f: &Field) -> String {
+    let c = format!("`{}`", f.name());
+    match f.data_type() {
+        DataType::Float64 => format!("reinterpretAsUInt64(reinterpretAsString({c}))"),
+        DataType::Timestamp(..) => format!("toUnixTimestamp({c})"),
+        DataType::Date32 => format!("toUInt16({c})"),
+        _ => c,
+    }
+}
+
+/// One value as a TSV cell (see [`ch_expr`]).
+fn cell(col: &ArrayRef, i: usize) -> String {
+    if col.is_null(i) {
+        return "\\N".into();
+    }
+    match col.data_type() {
+        DataType::Float64 => col.as_primitive::<Float64Type>().value(i).to_bits().to_string(),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => {
+            let us = col.as_primitive::<TimestampMicrosecondType>().value(i);
+            assert_eq!(us % 1_000_000, 0, "test data has whole seconds");
+            (us / 1_000_000).to_string()
+        }
+        DataType::Date32 => col.as_primitive::<Date32Type>().value(i).to_string(),
+        DataType::Utf8 => {
+            let s = col.as_string::<i32>().value(i);
+            assert!(
+                !s.contains(['\t', '\n', '\\']),
+                "test strings need no TSV escaping: {s:?}"
+            );
+            s.to_string()
+        }
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::UInt64 => arrow_cast::display::array_value_to_string(col, i).expect("int"),
+        other => panic!("no TSV rendering for {other} in this test"),
+    }
+}
+
+/// Every row of `batches` as a TSV line, sorted.
+fn local_lines(batches: &[RecordBatch]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for b in batches {
+        for i in 0..b.num_rows() {
+            let cells: Vec<String> = b.columns().iter().map(|c| cell(c, i)).collect();
+            lines.push(cells.join("\t"));
+        }
+    }
+    lines.sort_unstable();
+    lines
+}
+
+/// Every row of the table (the columns of `schema`) as a TSV line, sorted.
+fn table_lines(db: &TestDb, table: &str, schema: &Schema) -> Vec<String> {
+    let exprs: Vec<String> = schema.fields().iter().map(|f| ch_expr(f)).collect();
+    let text = db.query(&format!(
+        "SELECT {} FROM {} FORMAT TSV",
+        exprs.join(", "),
+        db.table(table)
+    ));
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    lines.sort_unstable();
+    lines
+}
+
+/// Asserts that the table holds exactly the rows of `batches` (a multiset:
+/// a lost or duplicated row fails), naming the first difference.
+fn assert_table_equals(db: &TestDb, table: &str, batches: &[RecordBatch]) {
+    let schema = batches[0].schema();
+    let want = local_lines(batches);
+    let got = table_lines(db, table, &schema);
+    if want != got {
+        let first = want
+            .iter()
+            .zip(&got)
+            .position(|(a, b)| a != b)
+            .unwrap_or(want.len().min(got.len()));
+        panic!(
+            "table {table}: {} rows, expected {}; first difference at sorted row {first}:\n  \
+             expected {:?}\n  got      {:?}\ncolumns: {:?}",
+            got.len(),
+            want.len(),
+            want.get(first),
+            got.get(first),
+            schema.fields().iter().map(|f| f.name()).collect::<Vec<_>>()
+        );
+    }
+}
+
+// ------------------------------------------------------------------ 1. plain end to end
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_to_end_table_equals_parquet_source_value_for_value() {
+    let data = taxi(150_000, 11);
+    let db = TestDb::new();
+    let topic = topic("cons_e2e", 3);
+    let produced = produce(&harness::kafka_brokers(), &topic, 3, &data, |_| {});
+    assert!(produced.messages >= 3, "several messages: {produced:?}");
+
+    let mut cfg = consumer_config(&topic, &db.table("trips"));
+    cfg.order_by = vec!["tpep_pickup_datetime".into()];
+    let summary = consume(cfg).await.expect("consumer run");
+
+    assert_eq!(summary.messages, produced.messages, "{summary:?}");
+    assert_eq!(summary.rows_consumed, data.rows(), "{summary:?}");
+    assert_eq!(summary.rows_inserted, data.rows(), "{summary:?}");
+    assert_eq!(summary.dead_letters, 0);
+    let types = db.query(&format!(
+        "SELECT name, type FROM system.columns WHERE database = '{}' AND table = 'trips' FORMAT TSV",
+        db.name
+    ));
+    assert!(
+        types.contains("tpep_pickup_datetime\tDateTime\n")
+            && types.contains("passenger_count\tNullable(Int64)\n")
+            && types.contains("store_and_fwd_flag\tNullable(String)\n"),
+        "created table types: {types}"
+    );
+    assert_table_equals(&db, "trips", &data.batches);
+}
+
+// ------------------------------------------------------------------ 2. transform
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipped_transform_gives_what_it_gives_locally() {
+    let data = taxi(100_000, 12);
+    let db = TestDb::new();
+    let topic = topic("cons_xform", 2);
+    produce(&harness::kafka_brokers(), &topic, 2, &data, |_| {});
+
+    let path = harness::repo_root().join("sql/transforms/taxi_enrich.sql");
+    let transform =
+        velostream_sql::Transform::from_file(&path, data.schema()).expect("planning taxi_enrich");
+    let mut expected = Vec::new();
+    for b in &data.batches {
+        expected.extend(transform.apply(b.clone()).await.expect("local transform"));
+    }
+    let out_schema = transform.output_schema();
+    assert!(
+        out_schema.fields().len() > data.schema().fields().len(),
+        "taxi_enrich adds columns"
+    );
+
+    let mut cfg = consumer_config(&topic, &db.table("enriched"));
+    cfg.transform = Some(path);
+    let summary = consume(cfg).await.expect("consumer run with taxi_enrich");
+    let expected_rows: usize = expected.iter().map(RecordBatch::num_rows).sum();
+    assert_eq!(summary.rows_inserted, expected_rows as u64, "{summary:?}");
+    assert_eq!(count(&db, "enriched"), expected_rows as u64);
+    assert_table_equals(&db, "enriched", &expected);
+    // The derived columns really hold values (not all NULL or zero).
+    let derived = db.query(&format!(
+        "SELECT countIf(trip_duration_s > 0), countIf(avg_speed_mph > 0), uniqExact(pickup_hour) FROM {} FORMAT TSV",
+        db.table("enriched")
+    ));
+    let parts: Vec<u64> = derived
+        .split_whitespace()
+        .map(|p| p.parse().expect("number"))
+        .collect();
+    assert!(
+        parts[0] > 0 && parts[1] > 0 && parts[2] > 12,
+        "derived columns: {derived}"
+    );
+}
+
+// ------------------------------------------------------------------ 3. consumer group
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_members_of_one_group_share_partitions_without_loss_or_duplicates() {
+    let data = taxi(120_000, 13);
+    let db = TestDb::new();
+    let topic = topic("cons_group", 4);
+    // The table exists before the members start, so they can wait for data.
+    let mut first = consumer_config(&topic, &db.table("trips"));
+    first.exit_when_idle = None;
+    first.input_schema = Some(data.schema());
+    let group = first.group.clone();
+    let mut second = first.clone();
+    second.group = group;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let a = tokio::spawn(consume_until(first, Arc::clone(&stop)));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let b = tokio::spawn(consume_until(second, Arc::clone(&stop)));
+    // Let the group settle with both members before data arrives.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert!(
+        !a.is_finished() && !b.is_finished(),
+        "a member ended before data was produced"
+    );
+    // Smaller messages: every partition gets several.
+    let produced = produce(&harness::kafka_brokers(), &topic, 4, &data, |c| {
+        c.max_rows_per_message = 5_000
+    });
+    assert!(produced.messages >= 8, "{produced:?}");
+
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while count(&db, "trips") < data.rows() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Anything duplicated late would show up in this grace period.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let a = a.await.expect("member a task").expect("member a");
+    let b = b.await.expect("member b task").expect("member b");
+
+    assert!(
+        a.rows_inserted > 0 && b.rows_inserted > 0,
+        "both members must get partitions: a {a:?}, b {b:?}"
+    );
+    assert_eq!(
+        a.rows_inserted + b.rows_inserted,
+        data.rows(),
+        "a {a:?}, b {b:?}"
+    );
+    assert_eq!(a.messages + b.messages, produced.messages);
+    assert_table_equals(&db, "trips", &data.batches);
+}
+
+// ------------------------------------------------------------------ 4. bad transforms
+
+fn run_binary(args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_velostream"))
+        .args(args)
+        .env("VELOSTREAM_QUIET", "1")
+        .output()
+        .expect("running the velostream binary");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_transforms_are_refused_at_start_naming_file_and_position() {
+    let db = TestDb::new();
+    let topic = topic("cons_badsql", 1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let brokers = harness::kafka_brokers();
+    let url = harness::clickhouse_url();
+    let table = db.table("never");
+    let cases = [
+        (
+            "syntax.sql",
+            "SELECT VendorID,\n       trip_distance +* 2 AS x\nFROM input\n",
+            ":2:",
+        ),
+        (
+            "drop.sql",
+            "-- not a transform\nDROP TABLE input\n",
+            ":2:1",
+        ),
+    ];
+    for (name, sql, position) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, sql).expect("writing transform");
+        let path_s = path.to_str().expect("utf-8 path");
+        let started = Instant::now();
+        let (code, stderr) = run_binary(&[
+            "consume",
+            "--brokers",
+            &brokers,
+            "--clickhouse-url",
+            &url,
+            "--topic",
+            &topic,
+            "--table",
+            &table,
+            "--create-table",
+            "--transform",
+            path_s,
+            "--exit-when-idle",
+            "30",
+        ]);
+        assert!(
+            matches!(code, Some(c) if c != 0),
+            "{name}: exit code {code:?}; stderr: {stderr}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{name}: refused only after {:?} (must fail at start-up)",
+            started.elapsed()
+        );
+        assert!(
+            stderr.contains(path_s) && stderr.contains(position),
+            "{name}: stderr must name {path_s} and position {position}: {stderr}"
+        );
+        if name == "drop.sql" {
+            assert!(
+                stderr.to_ascii_uppercase().contains("DROP") || stderr.contains("SELECT"),
+                "{name}: stderr must say what is forbidden: {stderr}"
+            );
+        }
+    }
+    let tables = db.query(&format!(
+        "SELECT count() FROM system.tables WHERE database = '{}' FORMAT TSV",
+        db.name
+    ));
+    assert_eq!(tables.trim(), "0", "no table created by a refused run");
+}
+
+// ------------------------------------------------------------------ 5. dead letters
+
+/// Sends `value` without headers and returns (partition, offset).
+async fn send_raw(producer: &FutureProducer, topic: &str, value: &[u8]) -> (i32, i64) {
+    let record: FutureRecord<'_, (), [u8]> = FutureRecord::to(topic).payload(value);
+    let delivery = producer
+        .send(record, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|(e, _)| panic!("sending a raw message to {topic}: {e}"));
+    (delivery.partition, delivery.offset)
+}
+
+fn raw_producer(brokers: &str) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("message.max.bytes", "33554432")
+        .create()
+        .expect("raw producer")
+}
+
+/// Reads `n` messages from partition 0 of `topic`, from the beginning.
+fn read_messages(brokers: &str, topic: &str, n: usize) -> Vec<(Vec<u8>, Vec<(String, String)>)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", harness::unique_name("dlq_reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .expect("dlq reader");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while out.len() < n && Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| {
+                                (
+                                    h.key.to_string(),
+                                    String::from_utf8_lossy(h.value.unwrap_or(&[])).into_owned(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push((m.payload().unwrap_or(&[]).to_vec(), headers));
+            }
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None => {}
+        }
+    }
+    // Anything beyond `n` would be a bug too.
+    if let Some(Ok(m)) = consumer.poll(Duration::from_secs(2)) {
+        panic!(
+            "{topic} holds more than {n} messages (extra at offset {})",
+            m.offset()
+        );
+    }
+    out
+}
+
+fn header<'a>(headers: &'a [(String, String)], key: &str) -> &'a str {
+    headers
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("header {key} missing: {headers:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_messages_go_to_the_dead_letter_topic_and_good_rows_arrive() {
+    let data = taxi(30_000, 14);
+    let brokers = harness::kafka_brokers();
+    let db = TestDb::new();
+    let topic = topic("cons_dlq", 1);
+    let dlq = harness::unique_name("cons_dlq_dead");
+    let producer = raw_producer(&brokers);
+    let encoder = IpcEncoder::new(IpcCompression::Lz4Frame).expect("encoder");
+    let schema = data.schema();
+
+    // Good messages: the source split into four chunks of rows.
+    let all = arrow_select::concat::concat_batches(&schema, &data.batches).expect("concat");
+    let n = all.num_rows();
+    let chunks: Vec<RecordBatch> = (0..4)
+        .map(|i| all.slice(i * n / 4, (i + 1) * n / 4 - i * n / 4))
+        .collect();
+    let good: Vec<Vec<u8>> = chunks
+        .iter()
+        .map(|c| encoder.encode(&schema, std::slice::from_ref(c)).expect("encode"))
+        .collect();
+    let garbage: Vec<u8> = (0..5_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let truncated = good[1][..good[1].len() / 2].to_vec();
+    let other_schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int32, false)]));
+    let other = RecordBatch::try_new(
+        Arc::clone(&other_schema),
+        vec![Arc::new(Int32Array::from(vec![1, 2, 3]))],
+    )
+    .expect("other batch");
+    let other = encoder.encode(&other_schema, &[other]).expect("encode other");
+
+    send_raw(&producer, &topic, &good[0]).await;
+    let poison = vec![
+        (send_raw(&producer, &topic, &garbage).await, garbage.clone()),
+        (send_raw(&producer, &topic, &truncated).await, truncated.clone()),
+    ];
+    send_raw(&producer, &topic, &good[1]).await;
+    send_raw(&producer, &topic, &good[2]).await;
+    let mut poison = poison;
+    poison.push((send_raw(&producer, &topic, &other).await, other.clone()));
+    send_raw(&producer, &topic, &good[3]).await;
+
+    // Without a dead-letter topic the consumer stops at the first poison message.
+    let cfg = consumer_config(&topic, &db.table("strict"));
+    let err = consume(cfg)
+        .await
+        .expect_err("poison without --dlq-topic must stop the consumer")
+        .to_string();
+    let (p, o) = poison[0].0;
+    assert!(
+        err.contains(&format!("partition {p} offset {o}")) && err.contains(&topic),
+        "error must name topic, partition and offset: {err}"
+    );
+
+    let mut cfg = consumer_config(&topic, &db.table("trips"));
+    cfg.dlq_topic = Some(dlq.clone());
+    let summary = consume(cfg).await.expect("consumer run with a dead-letter topic");
+    assert_eq!(summary.dead_letters, 3, "{summary:?}");
+    assert_eq!(summary.rows_inserted, n as u64, "{summary:?}");
+    assert_table_equals(&db, "trips", &data.batches);
+
+    let letters = read_messages(&brokers, &dlq, 3);
+    assert_eq!(letters.len(), 3, "dead letters in {dlq}");
+    for (((p, o), value), (payload, headers)) in poison.iter().zip(&letters) {
+        assert!(payload == value, "dead letter of offset {o}: payload differs");
+        assert_eq!(header(headers, consumer::H_TOPIC), topic);
+        assert_eq!(header(headers, consumer::H_PARTITION), p.to_string());
+        assert_eq!(header(headers, consumer::H_OFFSET), o.to_string());
+        assert!(
+            !header(headers, consumer::H_ERROR).trim().is_empty(),
+            "empty error header: {headers:?}"
+        );
+    }
+    let schema_error = header(&letters[2].1, consumer::H_ERROR);
+    assert!(
+        schema_error.contains("schema"),
+        "the foreign schema is named as the reason: {schema_error}"
+    );
+}
+
+// ------------------------------------------------------------------ 6. mismatched table
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mismatched_existing_table_is_refused_naming_the_column() {
+    let data = taxi(20_000, 15);
+    let db = TestDb::new();
+    let topic = topic("cons_mismatch", 1);
+    produce(&harness::kafka_brokers(), &topic, 1, &data, |_| {});
+
+    // The right DDL, as the consumer itself would create it.
+    let mut probe = consumer_config(&topic, &db.table("probe"));
+    probe.exit_when_idle = Some(Duration::from_secs(2));
+    consume(probe).await.expect("creating the reference table");
+    let columns = db.query(&format!(
+        "SELECT name, type FROM system.columns WHERE database = '{}' AND table = 'probe' FORMAT TSV",
+        db.name
+    ));
+    let columns: Vec<(String, String)> = columns
+        .lines()
+        .map(|l| {
+            let (n, t) = l.split_once('\t').expect("name\ttype");
+            (n.to_string(), t.to_string())
+        })
+        .collect();
+    assert_eq!(columns.len(), data.schema().fields().len());
+
+    let cases: [(&str, fn(&str, &str) -> Option<String>); 2] = [
+        ("trip_distance", |n, t| {
+            Some(if n == "trip_distance" {
+                format!("`{n}` String")
+            } else {
+                format!("`{n}` {t}")
+            })
+        }),
+        ("airport_fee", |n, t| {
+            (n != "airport_fee").then(|| format!("`{n}` {t}"))
+        }),
+    ];
+    for (column, def) in cases {
+        let table = format!("bad_{column}");
+        let defs: Vec<String> = columns.iter().filter_map(|(n, t)| def(n, t)).collect();
+        db.query(&format!(
+            "CREATE TABLE {} ({}) ENGINE = MergeTree ORDER BY tuple()",
+            db.table(&table),
+            defs.join(", ")
+        ));
+        let mut cfg = consumer_config(&topic, &db.table(&table));
+        cfg.create_table = false;
+        let started = Instant::now();
+        let err = consume(cfg)
+            .await
+            .expect_err("a mismatched table must be refused")
+            .to_string();
+        assert!(
+            err.contains(column) && err.contains(&table),
+            "error must name table and column {column}: {err}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "refused only after {:?}",
+            started.elapsed()
+        );
+        assert_eq!(count(&db, &table), 0, "nothing inserted into {table}");
+    }
+}
+
+// ------------------------------------------------------------------ 7. foreign producer
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pyarrow_message_without_velostream_headers_is_loaded() {
+    let db = TestDb::new();
+    let topic = topic("cons_pyarrow", 1);
+    let rows = 2_500usize;
+    let script = harness::repo_root().join("engine/tests/py/produce_pyarrow.py");
+    let out = Command::new(harness::venv_python())
+        .arg(&script)
+        .args([harness::kafka_brokers(), topic.clone(), rows.to_string()])
+        .output()
+        .expect("running produce_pyarrow.py");
+    assert!(
+        out.status.success(),
+        "produce_pyarrow.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let summary = consume(consumer_config(&topic, &db.table("py")))
+        .await
+        .expect("consuming the pyarrow message");
+    assert_eq!(summary.messages, 1, "{summary:?}");
+    assert_eq!(summary.rows_inserted, rows as u64, "{summary:?}");
+
+    // The same rows, built here as the script describes them.
+    let ids: Vec<i64> = (0..rows as i64).collect();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("name", DataType::Utf8, true),
+        Field::new("amount", DataType::Float64, true),
+        Field::new("day", DataType::Date32, true),
+        Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+    ]));
+    let expected = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(arrow_array::Int64Array::from(ids.clone())),
+            Arc::new(arrow_array::StringArray::from(
+                ids.iter()
+                    .map(|i| (i % 7 != 3).then(|| format!("row-{i}")))
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(arrow_array::Float64Array::from(
+                ids.iter().map(|&i| i as f64 * 0.25).collect::<Vec<_>>(),
+            )),
+            Arc::new(arrow_array::Date32Array::from(
+                ids.iter().map(|&i| (i % 1000) as i32).collect::<Vec<_>>(),
+            )),
+            Arc::new(arrow_array::TimestampMicrosecondArray::from(
+                ids.iter()
+                    .map(|&i| (1_700_000_000 + i) * 1_000_000)
+                    .collect::<Vec<_>>(),
+            )),
+        ],
+    )
+    .expect("expected batch");
+    assert_table_equals(&db, "py", &[expected]);
+}
+
+// ------------------------------------------------------------------ 8. exactly-once
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_resumes_from_offsets_stored_in_clickhouse() {
+    let data = taxi(150_000, 16);
+    let db = TestDb::new();
+    let topic = topic("cons_eo", 2);
+    let produced = produce(&harness::kafka_brokers(), &topic, 2, &data, |c| {
+        c.max_rows_per_message = 500
+    });
+    assert!(produced.messages >= 300, "{produced:?}");
+
+    let config = || {
+        let mut c = consumer_config(&topic, &db.table("trips"));
+        c.exactly_once = true;
+        c.insert_rows = 1_000;
+        c.max_delay = Duration::from_millis(50);
+        c
+    };
+    // First run: stopped as soon as the first rows are in ClickHouse.
+    let stop = Arc::new(AtomicBool::new(false));
+    let first = tokio::spawn(consume_until(config(), Arc::clone(&stop)));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let exists = db.query(&format!(
+            "SELECT count() FROM system.tables WHERE database = '{}' AND name = 'trips' FORMAT TSV",
+            db.name
+        ));
+        if exists.trim() == "1" && count(&db, "trips") > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no rows after 60 s");
+        assert!(!first.is_finished(), "first run ended before any row was stored");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let first = first.await.expect("first run task").expect("first run");
+    let after_first = count(&db, "trips");
+    assert!(
+        after_first > 0 && after_first < data.rows(),
+        "the first run must stop midway: {after_first} of {} rows ({first:?})",
+        data.rows()
+    );
+
+    // Second run in a NEW group: Kafka has no committed offsets for it, so
+    // only the offsets stored in ClickHouse can prevent duplicates.
+    let second = consume(config()).await.expect("second run");
+    assert_eq!(
+        after_first + second.rows_inserted,
+        data.rows(),
+        "first {first:?}, second {second:?}"
+    );
+    assert!(
+        second.rows_consumed < data.rows(),
+        "the second run must not re-read what is stored: {second:?}"
+    );
+    let stored = db.query(&format!(
+        "SELECT uniqExact(_velostream_partition, _velostream_offset) FROM {} FORMAT TSV",
+        db.table("trips")
+    ));
+    assert_eq!(
+        stored.trim(),
+        produced.messages.to_string(),
+        "every message stored (once, as the row comparison below shows)"
+    );
+    assert_table_equals(&db, "trips", &data.batches);
+}
