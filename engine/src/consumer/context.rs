@@ -34,6 +34,10 @@ pub(super) struct Shared {
     pub lanes: Mutex<Vec<mpsc::Sender<LaneMsg>>>,
     pub events: Mutex<std_mpsc::Receiver<Event>>,
     pub assignment: Mutex<BTreeSet<i32>>,
+    /// When the current (possibly empty) assignment was received; `None`
+    /// before the first one and while partitions are revoked. Idleness is
+    /// only measured from here, so a member waiting to join is not idle.
+    pub assigned_at: Mutex<Option<std::time::Instant>>,
     /// Next offset to commit per partition (everything before it is stored).
     pub stored: Mutex<HashMap<i32, i64>>,
     /// Offsets already committed.
@@ -185,6 +189,7 @@ impl ConsumerContext for Ctx {
                     g.fetch_add(parts.len(), std::sync::atomic::Ordering::SeqCst);
                 }
                 *lock(&s.assignment) = parts;
+                *lock(&s.assigned_at) = Some(std::time::Instant::now());
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();

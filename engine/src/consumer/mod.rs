@@ -76,6 +76,7 @@ pub async fn run(cfg: ConsumerConfig, stop: Arc<AtomicBool>) -> Result<ConsumeSu
         lanes: Mutex::new(Vec::new()),
         events: Mutex::new(events_rx),
         assignment: Mutex::new(BTreeSet::new()),
+        assigned_at: Mutex::new(None),
         stored: Mutex::new(HashMap::new()),
         committed: Mutex::new(HashMap::new()),
         high_watermarks: Mutex::new(HashMap::new()),

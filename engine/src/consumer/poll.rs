@@ -131,7 +131,16 @@ impl Poller {
                 }
                 None => {
                     if let Some(idle) = self.cfg.exit_when_idle {
-                        if stash.is_empty() && last_message.elapsed() >= idle {
+                        // Idle only counts once the group has assigned this
+                        // member its partitions (a member waiting for a
+                        // rebalance has not seen the topic yet).
+                        let assigned_at = *self
+                            .shared
+                            .assigned_at
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner());
+                        let idle_since = assigned_at.map(|t| t.max(last_message));
+                        if stash.is_empty() && idle_since.is_some_and(|t| t.elapsed() >= idle) {
                             break Ok(());
                         }
                     }

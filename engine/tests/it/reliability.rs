@@ -1,0 +1,555 @@
+//! Reliability and security, end to end through the `velostream` binary:
+//! consumers killed with SIGKILL at seeded random moments (exactly-once: no
+//! row lost or duplicated; at-least-once: no row lost), planted secrets that
+//! must never be printed, hostile identifiers, and ClickHouse stopped in the
+//! middle of a run.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int32Type, Int64Type, TimestampMicrosecondType};
+use arrow_array::{Array, RecordBatch};
+use velostream::gen::{generate, GenConfig};
+use velostream::kafka::KafkaArgs;
+use velostream::producer::{self, ProducerConfig};
+use velostream::progress::Progress;
+use velostream::source::{ParquetSource, SourceOptions};
+
+use crate::harness::{self, ch_query, TestDb};
+
+const BIN: &str = env!("CARGO_BIN_EXE_velostream");
+
+// ------------------------------------------------------------------ helpers
+
+/// Seeded pseudo-random numbers (splitmix64) for fault timing.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `lo..=hi`.
+    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo + 1)
+    }
+}
+
+/// Generates `rows` taxi rows in `files` files under `dir`.
+fn gen_taxi(dir: &Path, rows: u64, files: usize, seed: u64) -> Vec<PathBuf> {
+    let cfg = GenConfig {
+        rows,
+        out: dir.to_path_buf(),
+        files,
+        row_group_rows: 12_500,
+        seed,
+    };
+    let summary = generate(&cfg, &Progress::hidden()).expect("generating taxi data");
+    assert_eq!(summary.rows, rows);
+    summary.files
+}
+
+/// Creates `topic` and produces every row of `files` to it, at most
+/// `rows_per_message` rows per message. Returns the messages produced.
+fn produce(
+    brokers: &str,
+    topic: &str,
+    files: &[PathBuf],
+    partitions: usize,
+    rows_per_message: usize,
+) -> u64 {
+    harness::create_topic(brokers, topic, partitions as i32);
+    let source = Arc::new(ParquetSource::open(files, &SourceOptions::default()).expect("open"));
+    let total = source.total_rows();
+    let mut cfg = ProducerConfig::new(KafkaArgs::new(brokers), topic);
+    cfg.max_rows_per_message = rows_per_message;
+    let summary = producer::run(
+        &cfg,
+        source,
+        partitions,
+        Arc::new(AtomicBool::new(false)),
+        &Progress::hidden(),
+    )
+    .unwrap_or_else(|e| panic!("producing to {topic}: {e}"));
+    assert_eq!(summary.rows, total, "producer summary: {}", summary.line());
+    summary.messages
+}
+
+/// Produces `files` one after the other with `pause` between them on a
+/// background thread, so that data keeps arriving while consumers are
+/// killed. The topic must exist. The thread returns the messages produced.
+fn produce_slowly(
+    brokers: &str,
+    topic: &str,
+    files: &[PathBuf],
+    partitions: usize,
+    pause: Duration,
+) -> std::thread::JoinHandle<u64> {
+    let (brokers, topic, files) = (brokers.to_string(), topic.to_string(), files.to_vec());
+    std::thread::spawn(move || {
+        let mut messages = 0;
+        for f in &files {
+            messages += produce(&brokers, &topic, std::slice::from_ref(f), partitions, 4_000);
+            std::thread::sleep(pause);
+        }
+        messages
+    })
+}
+
+/// Reads every batch of `files`.
+fn read_batches(files: &[PathBuf]) -> Vec<RecordBatch> {
+    let source = ParquetSource::open(files, &SourceOptions::default()).expect("open source");
+    let mut out = Vec::new();
+    for rg in source.row_groups() {
+        for b in source.read_row_group(rg, 65_536).expect("row group") {
+            out.push(b.expect("batch"));
+        }
+    }
+    out
+}
+
+/// The content key of one taxi row, spelled as ClickHouse prints
+/// [`KEY_SQL`] in TSV: pickup second, zones, cents of total and distance,
+/// passenger count (`\N` when null).
+const KEY_SQL: &str = "toInt64(toUInt32(tpep_pickup_datetime)), PULocationID, DOLocationID, \
+     toInt64(round(total_amount * 100)), toInt64(round(trip_distance * 100)), passenger_count";
+
+/// Checksums over the whole table: row count, sums of integer-valued
+/// expressions and null counts. Same order as [`source_sums`].
+const SUMS_SQL: &str = "count(), sum(toInt64(VendorID)), sum(toInt64(PULocationID)), \
+     sum(toInt64(DOLocationID)), sum(payment_type), sum(toInt64(round(fare_amount * 100))), \
+     sum(toInt64(round(total_amount * 100))), sum(toInt64(toUInt32(tpep_dropoff_datetime))), \
+     countIf(isNull(passenger_count)), countIf(isNull(RatecodeID)), \
+     countIf(isNull(congestion_surcharge)), countIf(isNull(airport_fee)), \
+     countIf(isNull(store_and_fwd_flag))";
+
+fn cents(x: f64) -> i64 {
+    (x * 100.0).round() as i64
+}
+
+/// Multiset of row keys of the source.
+fn source_keys(batches: &[RecordBatch]) -> HashMap<String, u64> {
+    let mut keys = HashMap::new();
+    for b in batches {
+        let col = |n: &str| {
+            b.column_by_name(n)
+                .unwrap_or_else(|| panic!("source has no column {n}"))
+        };
+        let pickup = col("tpep_pickup_datetime").as_primitive::<TimestampMicrosecondType>();
+        let pu = col("PULocationID").as_primitive::<Int32Type>();
+        let dol = col("DOLocationID").as_primitive::<Int32Type>();
+        let total = col("total_amount").as_primitive::<Float64Type>();
+        let dist = col("trip_distance").as_primitive::<Float64Type>();
+        let pass = col("passenger_count").as_primitive::<Int64Type>();
+        for i in 0..b.num_rows() {
+            let p = if pass.is_null(i) {
+                "\\N".to_string()
+            } else {
+                pass.value(i).to_string()
+            };
+            let key = format!(
+                "{}\t{}\t{}\t{}\t{}\t{p}",
+                pickup.value(i).div_euclid(1_000_000),
+                pu.value(i),
+                dol.value(i),
+                cents(total.value(i)),
+                cents(dist.value(i)),
+            );
+            *keys.entry(key).or_insert(0) += 1;
+        }
+    }
+    keys
+}
+
+/// [`SUMS_SQL`] computed from the source.
+fn source_sums(batches: &[RecordBatch]) -> Vec<i64> {
+    let mut s = vec![0i64; 13];
+    for b in batches {
+        let col = |n: &str| {
+            b.column_by_name(n)
+                .unwrap_or_else(|| panic!("source has no column {n}"))
+        };
+        let i32s = |n: &str| -> i64 {
+            col(n)
+                .as_primitive::<Int32Type>()
+                .iter()
+                .flatten()
+                .map(i64::from)
+                .sum()
+        };
+        let f64cents = |n: &str| -> i64 {
+            col(n)
+                .as_primitive::<Float64Type>()
+                .iter()
+                .flatten()
+                .map(cents)
+                .sum()
+        };
+        s[0] += b.num_rows() as i64;
+        s[1] += i32s("VendorID");
+        s[2] += i32s("PULocationID");
+        s[3] += i32s("DOLocationID");
+        s[4] += col("payment_type")
+            .as_primitive::<Int64Type>()
+            .iter()
+            .flatten()
+            .sum::<i64>();
+        s[5] += f64cents("fare_amount");
+        s[6] += f64cents("total_amount");
+        s[7] += col("tpep_dropoff_datetime")
+            .as_primitive::<TimestampMicrosecondType>()
+            .iter()
+            .flatten()
+            .map(|v| v.div_euclid(1_000_000))
+            .sum::<i64>();
+        for (i, n) in [
+            "passenger_count",
+            "RatecodeID",
+            "congestion_surcharge",
+            "airport_fee",
+            "store_and_fwd_flag",
+        ]
+        .iter()
+        .enumerate()
+        {
+            s[8 + i] += col(n).null_count() as i64;
+        }
+    }
+    s
+}
+
+fn table_sums(url: &str, table: &str) -> Vec<i64> {
+    let text = ch_query(url, &format!("SELECT {SUMS_SQL} FROM {table} FORMAT TSV"));
+    text.trim()
+        .split('\t')
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("sum {v:?} from {table}: {text}"))
+        })
+        .collect()
+}
+
+fn table_keys(url: &str, table: &str) -> HashMap<String, u64> {
+    let text = ch_query(
+        url,
+        &format!("SELECT {KEY_SQL}, count() FROM {table} GROUP BY {KEY_SQL} FORMAT TSV"),
+    );
+    let mut keys = HashMap::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        let (key, n) = line.rsplit_once('\t').expect("key and count");
+        keys.insert(key.to_string(), n.parse::<u64>().expect("count"));
+    }
+    keys
+}
+
+/// Compares the table's rows with the source's as multisets: returns
+/// (rows missing, duplicate rows); rows the source never had fail the test.
+fn compare_multisets(source: &HashMap<String, u64>, table: &HashMap<String, u64>) -> (u64, u64) {
+    let mut missing = 0;
+    let mut duplicates = 0;
+    for (k, &want) in source {
+        let got = table.get(k).copied().unwrap_or(0);
+        missing += want.saturating_sub(got);
+        duplicates += got.saturating_sub(want);
+    }
+    let foreign: Vec<&String> = table.keys().filter(|k| !source.contains_key(*k)).collect();
+    assert!(
+        foreign.is_empty(),
+        "{} row keys in ClickHouse that the source does not have, e.g. {:?}",
+        foreign.len(),
+        foreign.iter().take(3).collect::<Vec<_>>()
+    );
+    (missing, duplicates)
+}
+
+fn count(url: &str, table: &str) -> u64 {
+    ch_query(url, &format!("SELECT count() FROM {table}"))
+        .trim()
+        .parse()
+        .expect("count")
+}
+
+/// Last `n` lines of a log file, for failure messages.
+fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Starts the binary with `args`, stdout and stderr into `log`.
+fn spawn(args: &[String], envs: &[(&str, &str)], log: &Path) -> Child {
+    let out = File::create(log).expect("log file");
+    let err = out.try_clone().expect("log file");
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env("VELOSTREAM_QUIET", "1")
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.spawn()
+        .unwrap_or_else(|e| panic!("starting {BIN}: {e}"))
+}
+
+/// Waits for `child` up to `timeout`; kills it and fails on timeout.
+/// Calls `tick` with the child's pid about every 50 ms.
+fn wait_timeout(
+    child: &mut Child,
+    timeout: Duration,
+    log: &Path,
+    mut tick: impl FnMut(u32),
+) -> ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        tick(child.id());
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{BIN} did not finish within {timeout:?}; log {}:\n{}",
+                log.display(),
+                tail(log, 30)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until `log` contains `needle` (true) or the child exits (false).
+fn wait_for_log(child: &mut Child, log: &Path, needle: &str, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if std::fs::read_to_string(log).is_ok_and(|t| t.contains(needle)) {
+            return true;
+        }
+        if child.try_wait().expect("try_wait").is_some() {
+            return false;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{needle:?} did not appear in {} within {timeout:?}:\n{}",
+            log.display(),
+            tail(log, 30)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The arguments of a `velostream consume` run.
+fn consume_args(brokers: &str, url: &str, topic: &str, group: &str, table: &str) -> Vec<String> {
+    [
+        "--log",
+        "info",
+        "consume",
+        "--brokers",
+        brokers,
+        "--clickhouse-url",
+        url,
+        "--topic",
+        topic,
+        "--group",
+        group,
+        "--table",
+        table,
+        "--create-table",
+        "--insert-rows",
+        "20000",
+        "--max-delay-ms",
+        "200",
+        "--exit-when-idle",
+        "3",
+        // A killed member leaves the group after its session times out.
+        "-X",
+        "session.timeout.ms=6000",
+        "-X",
+        "heartbeat.interval.ms=1000",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// What [`consume_with_kills`] did.
+#[derive(Debug, Default)]
+struct KillReport {
+    runs: u32,
+    kills: u32,
+    /// Runs that ended by themselves (idle) before every row was stored.
+    early_exits: u32,
+}
+
+/// Runs the consumer, killing it with SIGKILL `kills` times at seeded random
+/// moments 100–1500 ms after it got its partitions, restarting it each time,
+/// then lets it run until it exits by itself with `expected_rows` stored.
+fn consume_with_kills(
+    args: &[String],
+    seed: u64,
+    kills: u32,
+    url: &str,
+    table: &str,
+    expected_rows: u64,
+    logs: &Path,
+) -> KillReport {
+    let mut rng = Rng(seed);
+    let mut report = KillReport::default();
+    let deadline = Instant::now() + Duration::from_secs(900);
+    loop {
+        assert!(Instant::now() < deadline, "gave up after 900 s: {report:?}");
+        report.runs += 1;
+        let log = logs.join(format!("consume-{}.log", report.runs));
+        let mut child = spawn(args, &[], &log);
+        if report.kills < kills {
+            let started = Instant::now();
+            let assigned = wait_for_log(
+                &mut child,
+                &log,
+                "partitions assigned",
+                Duration::from_secs(120),
+            );
+            if assigned {
+                let delay = Duration::from_millis(rng.range(100, 1500));
+                let until = Instant::now() + delay;
+                while Instant::now() < until && child.try_wait().expect("try_wait").is_none() {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                if child.try_wait().expect("try_wait").is_none() {
+                    child.kill().expect("SIGKILL");
+                    child.wait().expect("wait");
+                    report.kills += 1;
+                    eprintln!(
+                        "reliability: run {} assigned after {:?}, killed {delay:?} later, {} rows stored",
+                        report.runs,
+                        started.elapsed() - delay,
+                        count(url, table)
+                    );
+                    continue;
+                }
+            }
+        }
+        let status = wait_timeout(&mut child, Duration::from_secs(300), &log, |_| {});
+        assert!(
+            status.success(),
+            "consumer run {} failed ({status}); log {}:\n{}",
+            report.runs,
+            log.display(),
+            tail(&log, 30)
+        );
+        let stored = count(url, table);
+        if stored >= expected_rows {
+            if report.kills >= kills {
+                return report;
+            }
+            panic!(
+                "the topic was drained after only {} of {kills} kills: {report:?}",
+                report.kills
+            );
+        }
+        report.early_exits += 1;
+        eprintln!(
+            "reliability: run {} exited idle with {stored} of {expected_rows} rows stored",
+            report.runs
+        );
+        assert!(
+            report.early_exits <= 5,
+            "consumer keeps exiting idle before the topic is drained: {report:?}; log:\n{}",
+            tail(&log, 30)
+        );
+    }
+}
+
+/// Produces a generated taxi data set and consumes it with SIGKILLs; returns
+/// (source batches, report, table name, db).
+fn kill_scenario(exactly_once: bool, seed: u64) -> (Vec<RecordBatch>, KillReport, String, TestDb) {
+    const ROWS: u64 = 300_000;
+    const KILLS: u32 = 12;
+    let brokers = harness::kafka_brokers();
+    let url = harness::clickhouse_url();
+    let db = TestDb::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = gen_taxi(&dir.path().join("data"), ROWS, 24, seed);
+    let topic = harness::unique_name("rel_kill");
+    harness::create_topic(&brokers, &topic, 2);
+    // Data arrives over about 25 s while the consumer is killed.
+    let producer = produce_slowly(&brokers, &topic, &files, 2, Duration::from_millis(800));
+    let table = db.table("trips");
+    let mut args = consume_args(&brokers, &url, &topic, &topic, &table);
+    if exactly_once {
+        args.push("--exactly-once".into());
+    }
+    let report = consume_with_kills(&args, seed, KILLS, &url, &table, ROWS, dir.path());
+    let messages = producer.join().expect("producer thread");
+    eprintln!(
+        "reliability: exactly_once={exactly_once}: {messages} messages, {} runs, {} SIGKILLs, {} early idle exits",
+        report.runs, report.kills, report.early_exits
+    );
+    (read_batches(&files), report, table, db)
+}
+
+// ------------------------------------------------------------------ 1, 2: SIGKILL
+
+#[test]
+fn exactly_once_consumer_survives_sigkills_without_loss_or_duplicates() {
+    crate::require_services!(Kafka, ClickHouse);
+    let (batches, report, table, db) = kill_scenario(true, 0x5eed_0001);
+    let url = &db.url;
+    let (missing, duplicates) = compare_multisets(&source_keys(&batches), &table_keys(url, &table));
+    let want = source_sums(&batches);
+    let got = table_sums(url, &table);
+    eprintln!(
+        "reliability: exactly-once: {} runs, {} kills, {} rows stored of {}, {missing} lost, {duplicates} duplicates",
+        report.runs, report.kills, got[0], want[0]
+    );
+    assert_eq!((missing, duplicates), (0, 0), "lost and duplicated rows");
+    assert_eq!(
+        got, want,
+        "checksums (count, sums, null counts) of {table} differ from the source"
+    );
+    // Every (partition, offset) holds the rows of exactly one message.
+    let per_message = ch_query(
+        url,
+        &format!(
+            "SELECT count(), uniqExact(_velostream_partition, _velostream_offset) FROM {table} FORMAT TSV"
+        ),
+    );
+    assert!(
+        per_message.starts_with(&format!("{}\t", want[0])),
+        "{per_message}"
+    );
+}
+
+#[test]
+fn at_least_once_consumer_survives_sigkills_without_loss() {
+    crate::require_services!(Kafka, ClickHouse);
+    let (batches, report, table, db) = kill_scenario(false, 0x5eed_0002);
+    let url = &db.url;
+    let source = source_keys(&batches);
+    let (missing, duplicates) = compare_multisets(&source, &table_keys(url, &table));
+    let stored = count(url, &table);
+    eprintln!(
+        "reliability: at-least-once: {} runs, {} kills, {stored} rows stored of {}, {missing} lost, {duplicates} duplicates",
+        report.runs,
+        report.kills,
+        batches.iter().map(|b| b.num_rows()).sum::<usize>()
+    );
+    assert_eq!(missing, 0, "rows lost");
+    assert_eq!(
+        stored,
+        batches.iter().map(|b| b.num_rows() as u64).sum::<u64>() + duplicates,
+        "row count = source rows + duplicates"
+    );
+}
