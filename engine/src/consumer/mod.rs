@@ -55,8 +55,15 @@ pub async fn run(cfg: ConsumerConfig, stop: Arc<AtomicBool>) -> Result<ConsumeSu
     if let Some(path) = &cfg.transform {
         let sql = std::fs::read_to_string(path)
             .map_err(|e| Error::io(format!("reading transform {}", path.display()), e))?;
-        velostream_sql::validate_single_select(&sql)
-            .map_err(|e| Error::Config(format!("transform {}: {e}", path.display())))?;
+        velostream_sql::validate_single_select(&sql).map_err(|mut e| {
+            // Report the position in the file, not in "<inline sql>".
+            if let velostream_sql::Error::Syntax { origin, .. }
+            | velostream_sql::Error::Rejected { origin, .. } = &mut e
+            {
+                *origin = path.display().to_string();
+            }
+            Error::Config(format!("transform {e}"))
+        })?;
     }
     let dead_letters = match &cfg.dlq_topic {
         Some(t) => {
