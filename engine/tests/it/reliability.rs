@@ -375,9 +375,9 @@ fn consume_args(brokers: &str, url: &str, topic: &str, group: &str, table: &str)
         "3",
         // A killed member leaves the group after its session times out.
         "-X",
-        "session.timeout.ms=6000",
+        "session.timeout.ms=2000",
         "-X",
-        "heartbeat.interval.ms=1000",
+        "heartbeat.interval.ms=500",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -484,8 +484,8 @@ fn kill_scenario(exactly_once: bool, seed: u64) -> (Vec<RecordBatch>, KillReport
     let files = gen_taxi(&dir.path().join("data"), ROWS, 24, seed);
     let topic = harness::unique_name("rel_kill");
     harness::create_topic(&brokers, &topic, 2);
-    // Data arrives over about 25 s while the consumer is killed.
-    let producer = produce_slowly(&brokers, &topic, &files, 2, Duration::from_millis(800));
+    // Data arrives over about 35 s while the consumer is killed.
+    let producer = produce_slowly(&brokers, &topic, &files, 2, Duration::from_millis(1200));
     let table = db.table("trips");
     let mut args = consume_args(&brokers, &url, &topic, &topic, &table);
     if exactly_once {
@@ -552,4 +552,168 @@ fn at_least_once_consumer_survives_sigkills_without_loss() {
         batches.iter().map(|b| b.num_rows() as u64).sum::<u64>() + duplicates,
         "row count = source rows + duplicates"
     );
+}
+
+// ------------------------------------------------------------------ 3: secrets
+
+/// Runs the binary to completion (at most `timeout`) and returns its exit
+/// status and everything it printed.
+fn run_to_end(
+    args: &[&str],
+    envs: &[(&str, &str)],
+    dir: &Path,
+    name: &str,
+    timeout: Duration,
+) -> (ExitStatus, String) {
+    let log = dir.join(format!("{name}.log"));
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let mut child = spawn(&args, envs, &log);
+    let status = wait_timeout(&mut child, timeout, &log, |_| {});
+    (status, std::fs::read_to_string(&log).expect("log"))
+}
+
+#[test]
+fn planted_secrets_are_never_printed() {
+    crate::require_services!(Kafka, ClickHouse);
+    const CH_SECRET: &str = "vs-planted-CH-7f3a9c0d";
+    const SASL_SECRET: &str = "vs-planted-SASL-b41e2d77";
+    let brokers = harness::kafka_brokers();
+    let url = harness::clickhouse_url();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = gen_taxi(&dir.path().join("data"), 2_000, 1, 3);
+    let topic = harness::unique_name("rel_secret");
+    produce(&brokers, &topic, &files, 1, 1_000);
+    let file = files[0].to_str().expect("utf-8 path");
+    let secrets = [
+        ("VELOSTREAM_CLICKHOUSE_PASSWORD", CH_SECRET),
+        ("VELOSTREAM_KAFKA_SASL_PASSWORD", SASL_SECRET),
+    ];
+    let t = Duration::from_secs(120);
+    let mut outputs: Vec<(String, ExitStatus, String)> = Vec::new();
+    let mut run = |name: &str, args: &[&str], envs: &[(&str, &str)]| {
+        let (status, out) = run_to_end(args, envs, dir.path(), name, t);
+        outputs.push((name.to_string(), status, out));
+    };
+    // A wrong ClickHouse password (the default user has none).
+    run(
+        "consume-ch-password",
+        &[
+            "--log",
+            "debug",
+            "consume",
+            "--brokers",
+            &brokers,
+            "--clickhouse-url",
+            &url,
+            "--clickhouse-user",
+            "default",
+            "--topic",
+            &topic,
+            "--table",
+            "default.never",
+            "--create-table",
+            "--exit-when-idle",
+            "2",
+        ],
+        &secrets[..1],
+    );
+    // SASL against a plaintext broker: the handshake fails.
+    let sasl = [
+        "--security-protocol",
+        "sasl_plaintext",
+        "--sasl-mechanism",
+        "PLAIN",
+        "--sasl-username",
+        "velostream",
+    ];
+    let mut consume_sasl = vec![
+        "--log",
+        "debug",
+        "consume",
+        "--brokers",
+        &brokers,
+        "--clickhouse-url",
+        &url,
+        "--topic",
+        &topic,
+        "--table",
+        "default.never",
+        "--exit-when-idle",
+        "2",
+    ];
+    consume_sasl.extend(sasl);
+    run("consume-sasl", &consume_sasl, &secrets[1..]);
+    let mut produce_sasl = vec![
+        "--log",
+        "debug",
+        "produce",
+        "--brokers",
+        &brokers,
+        "--topic",
+        &topic,
+    ];
+    produce_sasl.extend(sasl);
+    produce_sasl.push(file);
+    run("produce-sasl", &produce_sasl, &secrets);
+    // The same secret on the command line (-X) must not be echoed either.
+    let x_secret = format!("sasl.password={SASL_SECRET}");
+    let mut produce_x = vec![
+        "--log",
+        "trace",
+        "produce",
+        "--brokers",
+        &brokers,
+        "--topic",
+        &topic,
+    ];
+    produce_x.extend([
+        "-X",
+        "security.protocol=sasl_plaintext",
+        "-X",
+        "sasl.mechanism=PLAIN",
+    ]);
+    produce_x.extend(["-X", "sasl.username=velostream", "-X", &x_secret]);
+    // librdkafka's own debug output, configuration included.
+    produce_x.extend([
+        "-X",
+        "log_level=7",
+        "-X",
+        "debug=security,conf,broker",
+        file,
+    ]);
+    run("produce-x-option", &produce_x, &[]);
+    run("consume-help", &["consume", "--help"], &secrets);
+    run("produce-help", &["produce", "--help"], &secrets);
+    run("help", &["--help"], &secrets);
+
+    let mut failures = Vec::new();
+    for (name, status, out) in &outputs {
+        eprintln!(
+            "reliability: {name}: {status}, {} lines; last: {}",
+            out.lines().count(),
+            out.lines().last().unwrap_or("")
+        );
+        for secret in [CH_SECRET, SASL_SECRET] {
+            if out.contains(secret) {
+                failures.push(format!("{name}: printed the planted secret:\n{out}"));
+            }
+        }
+        let help = name.ends_with("help");
+        if help != status.success() {
+            failures.push(format!("{name}: unexpected exit status {status}:\n{out}"));
+        }
+    }
+    let find = |n: &str| &outputs.iter().find(|o| o.0 == n).expect("ran").2;
+    assert!(
+        find("consume-help").contains("VELOSTREAM_CLICKHOUSE_PASSWORD")
+            && find("consume-help").contains("VELOSTREAM_KAFKA_SASL_PASSWORD"),
+        "consume --help documents the password variables:\n{}",
+        find("consume-help")
+    );
+    let ch = find("consume-ch-password");
+    assert!(
+        ch.contains("193") || ch.to_lowercase().contains("password"),
+        "a wrong ClickHouse password is reported as such:\n{ch}"
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
