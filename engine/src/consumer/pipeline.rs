@@ -16,6 +16,9 @@ use crate::clickhouse::ClickHouse;
 use crate::producer::MessageFormat;
 use crate::Result;
 
+/// Largest insert threshold in exactly-once mode (see `Pipeline::start`).
+const EXACTLY_ONCE_MAX_INSERT_ROWS: usize = 900_000;
+
 /// The running insert side.
 #[derive(Debug)]
 pub(super) struct Pipeline {
@@ -63,7 +66,15 @@ impl Pipeline {
             plan,
             transform,
             dead_letters,
-            insert_rows: cfg.insert_rows.max(1),
+            // ClickHouse stores a Native block atomically only up to
+            // max_insert_block_size rows (1,048,576 by default); exactly-once
+            // relies on that, so inserts stay below it (a message may add up
+            // to 65,536 rows after the threshold).
+            insert_rows: if cfg.exactly_once {
+                cfg.insert_rows.clamp(1, EXACTLY_ONCE_MAX_INSERT_ROWS)
+            } else {
+                cfg.insert_rows.max(1)
+            },
             insert_bytes: cfg.insert_bytes.max(1),
             max_delay: cfg.max_delay,
         });
