@@ -513,6 +513,7 @@ fn check_file(brokers: &str, path: &Path) -> Option<String> {
             let rows = batch.num_rows() as u64;
             let msgs = read_topic(&topic, 1, rows, &arrow_rows);
             let got: Vec<RecordBatch> = msgs.iter().flat_map(|m| m.decode().batches).collect();
+            eprintln!("{name}: {rows} rows in {} messages", msgs.len());
             if rows == 0 {
                 return (!got.is_empty()).then(|| format!("{name}: messages for an empty file"));
             }
@@ -520,13 +521,17 @@ fn check_file(brokers: &str, path: &Path) -> Option<String> {
             (got != batch).then(|| format!("{name}: rows read back differ from the source"))
         }
         (Ok(_), false) => {
+            eprintln!("{name}: refused: {}", run.stderr.trim());
             // Allowed only as a clear refusal naming the file and a column type.
             let named = run.stderr.contains(&name) && run.stderr.to_lowercase().contains("type");
             (!named).then(|| format!("{name}: source reads it but produce failed: {}", run.stderr))
         }
         (Err(e), true) => Some(format!("{name}: source fails ({e}) but produce succeeded")),
-        (Err(_), false) => (!run.stderr.contains(&name))
-            .then(|| format!("{name}: error does not name the file: {}", run.stderr)),
+        (Err(_), false) => {
+            eprintln!("{name}: refused: {}", run.stderr.trim());
+            (!run.stderr.contains(&name))
+                .then(|| format!("{name}: error does not name the file: {}", run.stderr))
+        }
     }
 }
 
@@ -812,5 +817,153 @@ fn key_column_keeps_equal_keys_in_one_partition() {
         want_counts.len() > 20,
         "{} distinct keys",
         want_counts.len()
+    );
+}
+
+/// A row that alone exceeds `--max-message-bytes`: an error naming the file
+/// and row group, promptly (the workers and the sender both stop).
+#[test]
+fn oversized_row_is_an_error_naming_the_source() {
+    let brokers = kafka_brokers();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = gen(dir.path(), 20_000, 1, 5_000, 17);
+    let topic = unique_name("producer_oversized");
+    let file = files[0].display().to_string();
+    let run = produce_cli(
+        &[
+            "--brokers",
+            &brokers,
+            "--topic",
+            &topic,
+            "--partitions",
+            "1",
+            "--max-message-bytes",
+            "1024",
+            &file,
+        ],
+        CLI_LIMIT,
+    );
+    assert!(
+        !run.ok,
+        "produce with 1 KiB messages succeeded: {}",
+        run.stdout
+    );
+    assert!(
+        run.stderr.contains(&file) && run.stderr.contains("row group"),
+        "error does not name the file and row group: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("1024"),
+        "error does not name the limit: {}",
+        run.stderr
+    );
+}
+
+/// Stopping mid-run: the run ends with `Interrupted` reporting the rows and
+/// messages acknowledged, and exactly those are in the topic: a prefix of the
+/// source in message order, nothing lost in between, nothing duplicated.
+#[test]
+fn stop_mid_run_leaves_an_exact_prefix() {
+    let brokers = kafka_brokers();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = gen(dir.path(), 600_000, 2, 50_000, 18);
+    let source = Arc::new(open(&files));
+    let topic = unique_name("producer_stop");
+    create_topic(&brokers, &topic, 2);
+    let stop = Arc::new(AtomicBool::new(false));
+
+    // Raise the stop flag as soon as the first rows are acknowledged.
+    let progress = Arc::new(Progress::hidden());
+    let watcher = {
+        let (stop, progress) = (Arc::clone(&stop), Arc::clone(&progress));
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while progress.rows() == 0 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        })
+    };
+    let mut cfg = ProducerConfig::new(KafkaArgs::new(brokers.clone()), &topic);
+    // Small messages make the run long enough (seconds) to stop in the middle.
+    cfg.max_rows_per_message = 50;
+    cfg.parallelism = 2;
+    let result = producer::run(&cfg, Arc::clone(&source), 2, Arc::clone(&stop), &progress);
+    watcher.join().expect("watcher");
+    let message = match result {
+        Err(velostream::Error::Interrupted(m)) => m,
+        Ok(s) => panic!("the run finished before the stop flag: {s:?}"),
+        Err(e) => panic!("expected Interrupted, got {e}"),
+    };
+    // "stopped after N rows in M messages, all acknowledged"
+    let words: Vec<&str> = message.split_whitespace().collect();
+    let number_after = |w: &str| -> u64 {
+        let i = words
+            .iter()
+            .position(|x| *x == w)
+            .unwrap_or_else(|| panic!("no {w:?} in {message:?}"));
+        words[i + 1]
+            .parse()
+            .unwrap_or_else(|_| panic!("no number after {w:?} in {message:?}"))
+    };
+    let rows = number_after("after");
+    let messages = number_after("in");
+    assert!(message.contains("all acknowledged"), "{message}");
+    assert!(
+        rows > 0 && rows < source.total_rows(),
+        "{rows} of {} rows: not a mid-run stop",
+        source.total_rows()
+    );
+
+    let msgs = read_topic(&topic, 2, rows, &arrow_rows);
+    assert_eq!(msgs.len() as u64, messages, "messages in the topic");
+    // Group by row group, then check the prefix shape and the values.
+    let mut groups: BTreeMap<(String, u32), BTreeMap<u32, RecordBatch>> = BTreeMap::new();
+    for m in &msgs {
+        let src = m.envelope().source.expect("source headers");
+        let batch = concat(&m.decode().batches);
+        let dup = groups
+            .entry((src.file.clone(), src.row_group))
+            .or_default()
+            .insert(src.slice, batch);
+        assert!(dup.is_none(), "{src:?} twice");
+    }
+    let mut complete = true;
+    let mut seen = 0u64;
+    for rg in source.row_groups() {
+        let key = (rg.path.display().to_string(), rg.row_group as u32);
+        let Some(slices) = groups.remove(&key) else {
+            complete = false;
+            continue;
+        };
+        assert!(complete, "{key:?} present after an incomplete row group");
+        let numbers: Vec<u32> = slices.keys().copied().collect();
+        let want: Vec<u32> = (0..slices.len() as u32).collect();
+        assert_eq!(numbers, want, "{key:?}: slices are not a prefix");
+        let got = concat(&slices.into_values().collect::<Vec<_>>());
+        let expected: Vec<RecordBatch> = source
+            .read_row_group(rg, 1 << 20)
+            .expect("read row group")
+            .collect::<velostream::Result<_>>()
+            .expect("read row group");
+        let expected = concat(&expected);
+        assert!(
+            got.num_rows() as u64 <= rg.rows,
+            "{key:?}: {} rows",
+            got.num_rows()
+        );
+        assert!(
+            got == expected.slice(0, got.num_rows()),
+            "{key:?}: rows differ from the source prefix"
+        );
+        complete = got.num_rows() as u64 == rg.rows;
+        seen += got.num_rows() as u64;
+    }
+    assert!(groups.is_empty(), "unknown row groups {:?}", groups.keys());
+    assert_eq!(seen, rows);
+    eprintln!(
+        "producer stop: {rows} of {} rows in {messages} messages before the stop",
+        source.total_rows()
     );
 }
