@@ -453,7 +453,7 @@ async fn bad_transforms_are_refused_at_start_naming_file_and_position() {
             started.elapsed()
         );
         assert!(
-            stderr.contains(path_s) && stderr.contains(position),
+            stderr.contains(&format!("{path_s}{position}")),
             "{name}: stderr must name {path_s} and position {position}: {stderr}"
         );
         if name == "drop.sql" {
@@ -490,8 +490,11 @@ fn raw_producer(brokers: &str) -> FutureProducer {
         .expect("raw producer")
 }
 
+/// A message read back: value and headers (values as text).
+type Letter = (Vec<u8>, Vec<(String, String)>);
+
 /// Reads `n` messages from partition 0 of `topic`, from the beginning.
-fn read_messages(brokers: &str, topic: &str, n: usize) -> Vec<(Vec<u8>, Vec<(String, String)>)> {
+fn read_messages(brokers: &str, topic: &str, n: usize) -> Vec<Letter> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", harness::unique_name("dlq_reader"))
@@ -641,6 +644,9 @@ async fn poison_messages_go_to_the_dead_letter_topic_and_good_rows_arrive() {
 
 // ------------------------------------------------------------------ 6. mismatched table
 
+/// The DDL of one column (name, type) in a test table, or `None` to omit it.
+type ColumnDef = fn(&str, &str) -> Option<String>;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mismatched_existing_table_is_refused_naming_the_column() {
     let data = taxi(20_000, 15);
@@ -665,7 +671,7 @@ async fn mismatched_existing_table_is_refused_naming_the_column() {
         .collect();
     assert_eq!(columns.len(), data.schema().fields().len());
 
-    let cases: [(&str, fn(&str, &str) -> Option<String>); 2] = [
+    let cases: [(&str, ColumnDef); 2] = [
         ("trip_distance", |n, t| {
             Some(if n == "trip_distance" {
                 format!("`{n}` String")
