@@ -14,6 +14,7 @@ use std::thread::JoinHandle;
 use arrow_array::RecordBatch;
 use velostream_codecs::envelope::{Envelope, SourceId};
 use velostream_codecs::json_rows::JsonRowEncoder;
+use velostream_codecs::CodecError;
 
 use super::config::{MessageFormat, Partitioning, ProducerConfig};
 use super::slicer::{Slicer, SlicerConfig};
@@ -107,7 +108,9 @@ pub(super) fn spawn(
     let groups: Vec<RowGroupRef> = source.row_groups().to_vec();
     let n = config.parallelism.clamp(1, groups.len().max(1));
     let json = match config.format {
-        MessageFormat::JsonRows => Some(JsonRowEncoder::new(&source.schema())?),
+        MessageFormat::JsonRows => {
+            Some(JsonRowEncoder::new(&source.schema()).map_err(|e| json_refusal(&groups, e))?)
+        }
         MessageFormat::Arrow => None,
     };
     let key_index = match &config.partitioning {
@@ -153,6 +156,18 @@ pub(super) fn spawn(
         row_groups: groups.len(),
         next_group: 0,
     })
+}
+
+/// A schema the JSON row format cannot carry, with the input named (every
+/// file is cast to this schema, so the first file has the column too).
+fn json_refusal(groups: &[RowGroupRef], e: CodecError) -> Error {
+    match groups.first() {
+        Some(rg) => Error::Input {
+            path: rg.path.to_path_buf(),
+            message: format!("--format json-rows: {e}"),
+        },
+        None => Error::Codec(e),
+    }
 }
 
 struct Worker {
