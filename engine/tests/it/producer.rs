@@ -40,6 +40,8 @@ use crate::source_fixtures::{concat, read_all};
 const READ_DEADLINE: Duration = Duration::from_secs(120);
 /// How long to keep reading after the expected rows arrived (duplicates show).
 const LINGER: Duration = Duration::from_millis(1500);
+/// CLI runs at a time in the per-file tests.
+const PARALLEL_RUNS: usize = 4;
 /// Time limit of one `velostream produce` run.
 const CLI_LIMIT: Duration = Duration::from_secs(120);
 
@@ -542,10 +544,122 @@ fn every_testdata_file_produces_or_is_refused_by_name() {
     let brokers = kafka_brokers();
     let dir = shared_testdata().join("data");
     let files = parquet_files(&dir);
-    let failures: Vec<String> = files
-        .iter()
-        .filter_map(|f| check_file(&brokers, f))
+    let failures: Vec<String> = parallel(&files, |f| check_file(&brokers, f))
+        .into_iter()
+        .flatten()
         .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} files:\n{}",
+        failures.len(),
+        files.len(),
+        failures.join("\n")
+    );
+}
+
+/// `f` over `items` on [`PARALLEL_RUNS`] threads, results in item order.
+fn parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<R>>> =
+        items.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..PARALLEL_RUNS {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(item) = items.get(i) else { break };
+                let r = f(item);
+                *results[i].lock().unwrap() = Some(r);
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|r| r.into_inner().unwrap().expect("every item ran"))
+        .collect()
+}
+
+/// `--format json-rows` over every file in `data/`: one valid JSON object per
+/// row with the schema's keys, or a refusal naming the file and the column
+/// type JSON rows cannot carry (never a panic or a hang).
+#[test]
+fn every_testdata_file_as_json_rows_is_valid_json_or_refused_by_name() {
+    let brokers = kafka_brokers();
+    let files = parquet_files(&shared_testdata().join("data"));
+    let failures: Vec<String> = parallel(&files, |path| {
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let expected = source_read(path);
+        let topic = unique_name("producer_file_json");
+        let file = path.display().to_string();
+        let run = produce_cli(
+            &[
+                "--brokers",
+                &brokers,
+                "--topic",
+                &topic,
+                "--partitions",
+                "1",
+                "--format",
+                "json-rows",
+                &file,
+            ],
+            CLI_LIMIT,
+        );
+        let batch = match (expected, run.ok) {
+            (Ok(batch), true) => batch,
+            (Ok(_), false) => {
+                eprintln!("{name} (json-rows): refused: {}", run.stderr.trim());
+                let named =
+                    run.stderr.contains(&name) && run.stderr.to_lowercase().contains("type");
+                return (!named).then(|| {
+                    format!(
+                        "{name}: json-rows refusal does not name the file and type: {}",
+                        run.stderr
+                    )
+                });
+            }
+            (Err(e), true) => {
+                return Some(format!("{name}: source fails ({e}) but produce succeeded"))
+            }
+            (Err(_), false) => {
+                return (!run.stderr.contains(&name))
+                    .then(|| format!("{name}: error does not name the file: {}", run.stderr))
+            }
+        };
+        let keys: HashSet<String> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let msgs = read_topic(&topic, 1, batch.num_rows() as u64, &|_| 1);
+        for m in &msgs {
+            let v: serde_json::Value = match serde_json::from_slice(&m.payload) {
+                Ok(v) => v,
+                Err(e) => {
+                    return Some(format!(
+                        "{name}: offset {}: invalid JSON ({e}): {}",
+                        m.offset,
+                        String::from_utf8_lossy(&m.payload)
+                    ))
+                }
+            };
+            let got: HashSet<String> = v
+                .as_object()
+                .map(|o| o.keys().cloned().collect())
+                .unwrap_or_default();
+            if got != keys {
+                return Some(format!(
+                    "{name}: offset {}: keys {got:?}, want {keys:?}",
+                    m.offset
+                ));
+            }
+        }
+        eprintln!("{name} (json-rows): {} messages", msgs.len());
+        None
+    })
+    .into_iter()
+    .flatten()
+    .collect();
     assert!(
         failures.is_empty(),
         "{} of {} files:\n{}",
