@@ -717,3 +717,186 @@ fn planted_secrets_are_never_printed() {
     );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+// ------------------------------------------------------------------ 4: hostile identifiers
+
+/// Writes one Parquet file holding `batch`.
+fn write_parquet(path: &Path, batch: &RecordBatch) {
+    let file = File::create(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).expect("writer");
+    w.write(batch).expect("write");
+    w.close().expect("close");
+}
+
+/// Undoes ClickHouse's TSV escaping of one field (`\N` is NULL).
+fn tsv_field(s: &str) -> Option<String> {
+    if s == "\\N" {
+        return None;
+    }
+    let mut out = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('r') => out.push('\r'),
+            Some('0') => out.push('\0'),
+            Some('b') => out.push('\u{8}'),
+            Some('f') => out.push('\u{c}'),
+            Some(other) => out.push(other),
+            None => out.push('\\'),
+        }
+    }
+    Some(out)
+}
+
+/// Column names that break naive SQL quoting.
+const HOSTILE_NAMES: &[&str] = &[
+    "select",
+    "a`b",
+    "c\"d'e",
+    "sp ace",
+    "new\nline",
+    "FROM",
+    "ünï©ødé 名前 🚕",
+    "back\\slash;--",
+    "`); DROP TABLE t; --",
+];
+
+/// Values that break naive escaping.
+const HOSTILE_VALUES: &[Option<&str>] = &[
+    Some("'; DROP TABLE x; --"),
+    Some("tab\there\nnewline"),
+    Some("back\\slash \\N"),
+    None,
+    Some(""),
+    Some("ünï©ødé 名前 🚕"),
+];
+
+#[test]
+fn hostile_column_and_table_names_round_trip() {
+    use arrow_array::{ArrayRef, Int32Array, StringArray};
+    use arrow_schema::{DataType, Field, Schema};
+    crate::require_services!(Kafka, ClickHouse);
+    let brokers = harness::kafka_brokers();
+    let db = TestDb::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n = HOSTILE_VALUES.len();
+    let mut fields = vec![Field::new(HOSTILE_NAMES[0], DataType::Int32, false)];
+    let mut cols: Vec<ArrayRef> = vec![Arc::new(Int32Array::from_iter_values(0..n as i32))];
+    for (i, name) in HOSTILE_NAMES.iter().enumerate().skip(1) {
+        fields.push(Field::new(*name, DataType::Utf8, true));
+        // Each column holds the values rotated by its index.
+        let values: Vec<Option<String>> = (0..n)
+            .map(|r| HOSTILE_VALUES[(r + i) % n].map(|v| format!("{v}#{i}")))
+            .collect();
+        cols.push(Arc::new(StringArray::from(values)));
+    }
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).expect("batch");
+    let file = dir.path().join("hostile.parquet");
+    write_parquet(&file, &batch);
+    let topic = harness::unique_name("rel_hostile");
+    produce(&brokers, &topic, &[file], 1, 1_000);
+
+    // --table db.`we"ird ``tbl``; DROP--ü` names the table we"ird `tbl`; DROP--ü.
+    let table_name = "we\"ird `tbl`; DROP--ü";
+    let table_arg = format!("{}.`we\"ird ``tbl``; DROP--ü`", db.name);
+    let parsed = velostream::clickhouse::TableRef::parse(&table_arg).expect("parse --table");
+    assert_eq!(parsed.table, table_name);
+    let mut args = consume_args(&brokers, &db.url, &topic, &topic, &table_arg);
+    args.push("--exactly-once".into());
+    let log = dir.path().join("consume.log");
+    let mut child = spawn(&args, &[], &log);
+    let status = wait_timeout(&mut child, Duration::from_secs(120), &log, |_| {});
+    assert!(
+        status.success(),
+        "consume failed ({status}):\n{}",
+        tail(&log, 30)
+    );
+
+    // The created table has exactly the hostile names.
+    let q = velostream_codecs::ddl::quote_string;
+    let names = db.query(&format!(
+        "SELECT name FROM system.columns WHERE database = {} AND table = {} FORMAT TSV",
+        q(&db.name),
+        q(table_name)
+    ));
+    let mut got: Vec<String> = names.lines().filter_map(tsv_field).collect();
+    let mut want: Vec<String> = HOSTILE_NAMES.iter().map(|s| s.to_string()).collect();
+    want.extend(["_velostream_partition".into(), "_velostream_offset".into()]);
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "column names of the created table");
+
+    // Every value comes back unchanged.
+    let quoted: Vec<String> = HOSTILE_NAMES
+        .iter()
+        .map(|c| velostream_codecs::ddl::quote_ident(c).expect("quote"))
+        .collect();
+    let text = db.query(&format!(
+        "SELECT {} FROM {} ORDER BY {} FORMAT TSV",
+        quoted.join(", "),
+        parsed.sql().expect("table sql"),
+        quoted[0]
+    ));
+    let rows: Vec<Vec<Option<String>>> = text
+        .lines()
+        .map(|l| l.split('\t').map(tsv_field).collect())
+        .collect();
+    assert_eq!(rows.len(), n, "rows:\n{text}");
+    for (r, row) in rows.iter().enumerate() {
+        assert_eq!(row[0].as_deref(), Some(r.to_string().as_str()));
+        for i in 1..HOSTILE_NAMES.len() {
+            let want = HOSTILE_VALUES[(r + i) % n].map(|v| format!("{v}#{i}"));
+            assert_eq!(row[i], want, "row {r}, column {:?}", HOSTILE_NAMES[i]);
+        }
+    }
+}
+
+#[test]
+fn empty_column_name_is_refused_clearly() {
+    use arrow_array::{ArrayRef, Int32Array};
+    use arrow_schema::{DataType, Field, Schema};
+    crate::require_services!(Kafka, ClickHouse);
+    let brokers = harness::kafka_brokers();
+    let db = TestDb::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let schema = Schema::new(vec![
+        Field::new("ok", DataType::Int32, false),
+        Field::new("", DataType::Int32, false),
+    ]);
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(Int32Array::from(vec![1, 2])),
+        Arc::new(Int32Array::from(vec![3, 4])),
+    ];
+    let batch = RecordBatch::try_new(Arc::new(schema), cols).expect("batch");
+    let file = dir.path().join("empty-name.parquet");
+    write_parquet(&file, &batch);
+    let topic = harness::unique_name("rel_empty");
+    produce(&brokers, &topic, &[file], 1, 1_000);
+    let table = db.table("empty_name");
+    let args = consume_args(&brokers, &db.url, &topic, &topic, &table);
+    let log = dir.path().join("consume.log");
+    let mut child = spawn(&args, &[], &log);
+    let status = wait_timeout(&mut child, Duration::from_secs(120), &log, |_| {});
+    let out = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        !status.success(),
+        "an empty column name was accepted:\n{out}"
+    );
+    let last = out.lines().last().unwrap_or("");
+    eprintln!("reliability: empty column name: {last}");
+    assert!(
+        last.starts_with("error:") && last.contains("identifier") && last.contains("empty"),
+        "the refusal names the problem: {last:?}\n{out}"
+    );
+    let exists = db.query(&format!(
+        "SELECT count() FROM system.tables WHERE database = '{}' AND name = 'empty_name'",
+        db.name
+    ));
+    assert_eq!(exists.trim(), "0", "no table was created");
+}
