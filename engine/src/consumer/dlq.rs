@@ -3,6 +3,7 @@
 //! came from; consumption continues. A message is only counted as handled
 //! (and its offset committed) after the dead-letter copy is acknowledged.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rdkafka::message::{Header, OwnedHeaders};
@@ -22,6 +23,9 @@ pub struct DeadLetters {
     producer: FutureProducer,
     topic: String,
     source_topic: String,
+    /// Messages acknowledged by the dead-letter topic (from the consumer
+    /// thread and from the lanes).
+    sent: AtomicU64,
 }
 
 impl std::fmt::Debug for DeadLetters {
@@ -51,7 +55,13 @@ impl DeadLetters {
             producer,
             topic: topic.to_string(),
             source_topic: source_topic.to_string(),
+            sent: AtomicU64::new(0),
         })
+    }
+
+    /// Messages dead-lettered so far.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
     }
 
     /// Copies one message to the dead-letter topic and waits for the ack.
@@ -97,6 +107,7 @@ impl DeadLetters {
                     e,
                 )
             })?;
+        self.sent.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(m::CONSUMER_DEAD_LETTERS).increment(1);
         tracing::warn!(
             partition,

@@ -42,7 +42,6 @@ struct Stats {
     messages: u64,
     rows: u64,
     bytes: u64,
-    dead_letters: u64,
     rows_per_message: f64,
 }
 
@@ -60,7 +59,6 @@ impl Poller {
             messages: 0,
             rows: 0,
             bytes: 0,
-            dead_letters: 0,
             rows_per_message: 0.0,
         };
         let mut last_commit = Instant::now();
@@ -171,7 +169,8 @@ impl Poller {
             rows_consumed: stats.rows,
             bytes_consumed: stats.bytes,
             rows_inserted,
-            dead_letters: stats.dead_letters,
+            // Also those dead-lettered by the lanes (transform failures).
+            dead_letters: self.dead_letters.as_ref().map_or(0, |d| d.sent()),
             elapsed_secs: started.elapsed().as_secs_f64(),
         })
     }
@@ -215,11 +214,7 @@ impl Poller {
         }
         let decoded = match decode(msg, payload) {
             Ok(d) => d,
-            Err(why) => {
-                return self
-                    .poison(msg, payload, &why, stats)
-                    .map(|()| item(Rows::Skip))
-            }
+            Err(why) => return self.poison(msg, payload, &why).map(|()| item(Rows::Skip)),
         };
         if pipeline.is_none() {
             *pipeline = Some(self.start_pipeline(Some(Arc::clone(&decoded.schema)))?);
@@ -232,9 +227,7 @@ impl Poller {
                     describe(&expected),
                     describe(&decoded.schema)
                 );
-                return self
-                    .poison(msg, payload, &why, stats)
-                    .map(|()| item(Rows::Skip));
+                return self.poison(msg, payload, &why).map(|()| item(Rows::Skip));
             }
         }
         let rows = decoded.num_rows() as u64;
@@ -252,13 +245,7 @@ impl Poller {
         })
     }
 
-    fn poison(
-        &self,
-        msg: &BorrowedMessage<'_>,
-        payload: &[u8],
-        why: &str,
-        stats: &mut Stats,
-    ) -> Result<()> {
+    fn poison(&self, msg: &BorrowedMessage<'_>, payload: &[u8], why: &str) -> Result<()> {
         let (p, o) = (msg.partition(), msg.offset());
         let Some(dlq) = &self.dead_letters else {
             return Err(Error::Validation(format!(
@@ -277,7 +264,6 @@ impl Poller {
         self.shared
             .rt
             .block_on(dlq.send(p, o, payload, &headers, why))?;
-        stats.dead_letters += 1;
         Ok(())
     }
 

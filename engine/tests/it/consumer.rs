@@ -642,6 +642,87 @@ async fn poison_messages_go_to_the_dead_letter_topic_and_good_rows_arrive() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_the_transform_fails_on_goes_to_the_dead_letter_topic() {
+    let data = taxi(20_000, 17);
+    let brokers = harness::kafka_brokers();
+    let db = TestDb::new();
+    let topic = topic("cons_xdlq", 1);
+    let dlq = harness::unique_name("cons_xdlq_dead");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sql = dir.path().join("divide.sql");
+    // Integer division by zero fails at execution, for rows of vendor 99 only.
+    std::fs::write(
+        &sql,
+        "SELECT *, 10 / (\"VendorID\" - 99) AS ratio FROM input\n",
+    )
+    .expect("writing transform");
+
+    let schema = data.schema();
+    let all = arrow_select::concat::concat_batches(&schema, &data.batches).expect("concat");
+    let n = all.num_rows();
+    let mut chunks: Vec<RecordBatch> = (0..4)
+        .map(|i| all.slice(i * n / 4, (i + 1) * n / 4 - i * n / 4))
+        .collect();
+    // One row of chunk 2 gets vendor 99.
+    let bad = &chunks[2];
+    let mut vendors: Vec<i32> = bad
+        .column(0)
+        .as_primitive::<arrow_array::types::Int32Type>()
+        .values()
+        .to_vec();
+    vendors[7] = 99;
+    let mut columns = bad.columns().to_vec();
+    columns[0] = Arc::new(Int32Array::from(vendors));
+    chunks[2] = RecordBatch::try_new(Arc::clone(&schema), columns).expect("bad chunk");
+    let encoder = IpcEncoder::new(IpcCompression::Lz4Frame).expect("encoder");
+    let producer = raw_producer(&brokers);
+    let mut sent = Vec::new();
+    for c in &chunks {
+        let value = encoder
+            .encode(&schema, std::slice::from_ref(c))
+            .expect("encode");
+        sent.push((send_raw(&producer, &topic, &value).await, value));
+    }
+
+    let transform = velostream_sql::Transform::from_file(&sql, Arc::clone(&schema))
+        .expect("planning divide.sql");
+    assert!(
+        transform.apply(chunks[2].clone()).await.is_err(),
+        "the transform fails on the bad chunk locally too"
+    );
+    let mut expected = Vec::new();
+    for (i, c) in chunks.iter().enumerate() {
+        if i != 2 {
+            expected.extend(transform.apply(c.clone()).await.expect("local transform"));
+        }
+    }
+
+    let mut cfg = consumer_config(&topic, &db.table("ratios"));
+    cfg.transform = Some(sql);
+    cfg.dlq_topic = Some(dlq.clone());
+    let summary = consume(cfg).await.expect("consumer run");
+    assert_table_equals(&db, "ratios", &expected);
+    assert_eq!(summary.dead_letters, 1, "{summary:?}");
+
+    let letters = read_messages(&brokers, &dlq, 1);
+    assert_eq!(letters.len(), 1, "dead letters in {dlq}");
+    let (payload, headers) = &letters[0];
+    let ((p, o), value) = &sent[2];
+    assert!(
+        payload == value,
+        "the dead letter carries the original message"
+    );
+    assert_eq!(header(headers, consumer::H_TOPIC), topic);
+    assert_eq!(header(headers, consumer::H_PARTITION), p.to_string());
+    assert_eq!(header(headers, consumer::H_OFFSET), o.to_string());
+    let why = header(headers, consumer::H_ERROR);
+    assert!(
+        why.to_ascii_lowercase().contains("divide by zero"),
+        "the error header says why: {why}"
+    );
+}
+
 // ------------------------------------------------------------------ 6. mismatched table
 
 /// The DDL of one column (name, type) in a test table, or `None` to omit it.
