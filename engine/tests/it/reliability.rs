@@ -900,3 +900,220 @@ fn empty_column_name_is_refused_clearly() {
     ));
     assert_eq!(exists.trim(), "0", "no table was created");
 }
+
+// ------------------------------------------------------------------ 5: ClickHouse stopped mid-run
+
+/// A clickhouse-server owned by one test: it can be stopped and started
+/// again on the same ports with the same data directory.
+struct OwnClickHouse {
+    dir: PathBuf,
+    http_port: u16,
+    child: Option<Child>,
+}
+
+impl OwnClickHouse {
+    /// Writes the configuration (as `infra/local/services.sh` does) and starts it.
+    fn start(dir: &Path) -> OwnClickHouse {
+        for sub in ["data", "tmp", "user_files", "format_schemas", "logs"] {
+            std::fs::create_dir_all(dir.join(sub)).expect("clickhouse dirs");
+        }
+        let d = dir.display();
+        std::fs::write(
+            dir.join("users.xml"),
+            "<?xml version=\"1.0\"?>\n<yandex><profiles><default>\
+             <max_memory_usage>4000000000</max_memory_usage></default></profiles>\
+             <users><default><password></password><networks><ip>127.0.0.1</ip><ip>::1</ip></networks>\
+             <profile>default</profile><quota>default</quota></default></users>\
+             <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors>\
+             <result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time>\
+             </interval></default></quotas></yandex>\n",
+        )
+        .expect("users.xml");
+        let http_port = harness::free_port();
+        let tcp_port = harness::free_port();
+        std::fs::write(
+            dir.join("config.xml"),
+            format!(
+                "<?xml version=\"1.0\"?>\n<yandex><logger><level>information</level>\
+                 <log>{d}/logs/clickhouse-server.log</log><errorlog>{d}/logs/clickhouse-server.err.log</errorlog>\
+                 <size>100M</size><count>2</count></logger>\
+                 <listen_host>127.0.0.1</listen_host><http_port>{http_port}</http_port><tcp_port>{tcp_port}</tcp_port>\
+                 <max_connections>1024</max_connections><keep_alive_timeout>10</keep_alive_timeout>\
+                 <max_concurrent_queries>100</max_concurrent_queries>\
+                 <mark_cache_size>536870912</mark_cache_size>\
+                 <path>{d}/data/</path><tmp_path>{d}/tmp/</tmp_path><user_files_path>{d}/user_files/</user_files_path>\
+                 <format_schema_path>{d}/format_schemas/</format_schema_path>\
+                 <users_config>{d}/users.xml</users_config><default_profile>default</default_profile>\
+                 <default_database>default</default_database><timezone>UTC</timezone>\
+                 <mlock_executable>false</mlock_executable></yandex>\n"
+            ),
+        )
+        .expect("config.xml");
+        let mut ch = OwnClickHouse {
+            dir: dir.to_path_buf(),
+            http_port,
+            child: None,
+        };
+        ch.run();
+        ch
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    fn binary() -> &'static str {
+        ["/usr/sbin/clickhouse-server", "/usr/bin/clickhouse-server"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap_or_else(|| {
+                panic!(
+                    "clickhouse-server is not installed: run {}",
+                    harness::INSTALL_COMMAND
+                )
+            })
+    }
+
+    /// Starts the server and waits until it answers `/ping`.
+    fn run(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let log = File::create(self.dir.join("stdout.log")).expect("log");
+        let child = Command::new(Self::binary())
+            .arg(format!("--config-file={}/config.xml", self.dir.display()))
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("starting clickhouse-server");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let ping = format!("{}/ping", self.url());
+        while !matches!(harness::http_request("GET", &ping, b""), Ok((200, _))) {
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            assert!(
+                exited.is_none() && Instant::now() < deadline,
+                "clickhouse-server on port {} did not start ({exited:?}):\n{}",
+                self.http_port,
+                tail(&self.dir.join("logs/clickhouse-server.err.log"), 20)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Kills the server (SIGKILL: a crash, not a graceful shutdown, which
+    /// on 18.16 keeps serving requests for many seconds) and waits for it.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("SIGKILL clickhouse-server");
+            child.wait().expect("wait for clickhouse-server");
+        }
+    }
+}
+
+impl Drop for OwnClickHouse {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Peak resident set size (VmHWM) of `pid` in KiB, if readable.
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[test]
+fn consumer_rides_out_a_clickhouse_restart() {
+    crate::require_services!(Kafka);
+    const ROWS: u64 = 300_000;
+    let brokers = harness::kafka_brokers();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut ch = OwnClickHouse::start(&dir.path().join("clickhouse"));
+    let url = ch.url();
+    ch_query(&url, "CREATE DATABASE rel");
+    let table = "rel.trips";
+    let files = gen_taxi(&dir.path().join("data"), ROWS, 12, 0x5eed_0005);
+    let topic = harness::unique_name("rel_chdown");
+    harness::create_topic(&brokers, &topic, 2);
+    let producer = produce_slowly(&brokers, &topic, &files, 2, Duration::from_millis(700));
+    let mut args = consume_args(&brokers, &url, &topic, &topic, table);
+    args.push("--exactly-once".into());
+    let log = dir.path().join("consume.log");
+    let mut child = spawn(&args, &[], &log);
+    assert!(
+        wait_for_log(
+            &mut child,
+            &log,
+            "partitions assigned",
+            Duration::from_secs(60)
+        ),
+        "the consumer exited before it was assigned partitions:\n{}",
+        tail(&log, 30)
+    );
+    // Let some inserts land, then take ClickHouse away for 5 s.
+    let mut peak_kib = 0;
+    let until = Instant::now() + Duration::from_secs(60);
+    let stored = |url: &str| {
+        harness::ch_try_query(url, &format!("SELECT count() FROM {table}"))
+            .map_or(0, |t| t.trim().parse::<u64>().unwrap_or(0))
+    };
+    while stored(&url) == 0 {
+        assert!(
+            Instant::now() < until,
+            "nothing was inserted:\n{}",
+            tail(&log, 30)
+        );
+        peak_kib = peak_kib.max(vm_hwm_kib(child.id()).unwrap_or(0));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let before = count(&url, table);
+    ch.kill();
+    let down = Instant::now();
+    while down.elapsed() < Duration::from_secs(5) {
+        assert!(
+            child.try_wait().expect("try_wait").is_none(),
+            "the consumer exited while ClickHouse was down:\n{}",
+            tail(&log, 30)
+        );
+        peak_kib = peak_kib.max(vm_hwm_kib(child.id()).unwrap_or(0));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    ch.run();
+    let messages = producer.join().expect("producer thread");
+    let status = wait_timeout(&mut child, Duration::from_secs(300), &log, |pid| {
+        peak_kib = peak_kib.max(vm_hwm_kib(pid).unwrap_or(0));
+    });
+    let out = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        status.success(),
+        "consumer failed ({status}):\n{}",
+        tail(&log, 30)
+    );
+    let retries = out.matches("retrying").count();
+    let batches = read_batches(&files);
+    let (missing, duplicates) = compare_multisets(&source_keys(&batches), &table_keys(&url, table));
+    let got = table_sums(&url, table);
+    eprintln!(
+        "reliability: ClickHouse restart: {messages} messages, {before} rows stored before the stop, \
+         {retries} insert retries logged, {} rows stored of {ROWS}, {missing} lost, {duplicates} duplicates, \
+         consumer peak RSS {:.1} MiB",
+        got[0],
+        peak_kib as f64 / 1024.0
+    );
+    assert!(
+        before < ROWS,
+        "everything was stored before ClickHouse stopped: no fault was injected"
+    );
+    assert!(retries > 0, "no insert was retried:\n{out}");
+    assert_eq!((missing, duplicates), (0, 0), "lost and duplicated rows");
+    assert_eq!(got, source_sums(&batches), "checksums of {table}");
+    assert!(peak_kib > 0, "peak RSS of the consumer could not be read");
+}
