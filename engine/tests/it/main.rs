@@ -16,3 +16,4 @@ mod infra_files;
 mod producer;
 mod reliability;
 mod consumer;
+mod ipc_pyarrow;
