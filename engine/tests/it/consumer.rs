@@ -392,6 +392,64 @@ async fn two_members_of_one_group_share_partitions_without_loss_or_duplicates() 
     assert_table_equals(&db, "trips", &data.batches);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_joining_mid_stream_takes_over_without_loss_or_duplicates() {
+    let data = taxi(150_000, 18);
+    let db = TestDb::new();
+    let topic = topic("cons_join", 4);
+    let produced = produce(&harness::kafka_brokers(), &topic, 4, &data, |c| {
+        c.max_rows_per_message = 250;
+        c.kafka.options.push(ONE_RECORD_PER_BATCH.into());
+    });
+    assert!(produced.messages >= 600, "{produced:?}");
+    // Small, frequent inserts: the first member is still busy when the
+    // second joins, and the revocation has buffered rows to hand over.
+    let mut first = consumer_config(&topic, &db.table("trips"));
+    first.exit_when_idle = None;
+    first.insert_rows = 1_000;
+    first.max_delay = Duration::from_millis(50);
+    let mut second = first.clone();
+    second.create_table = false;
+    second.input_schema = Some(data.schema());
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let a = tokio::spawn(consume_until(first, Arc::clone(&stop)));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let exists = db.query(&format!(
+            "SELECT count() FROM system.tables WHERE database = '{}' AND name = 'trips' FORMAT TSV",
+            db.name
+        ));
+        if exists.trim() == "1" && count(&db, "trips") > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no rows after 60 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let at_join = count(&db, "trips");
+    let b = tokio::spawn(consume_until(second, Arc::clone(&stop)));
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while count(&db, "trips") < data.rows() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let a = a.await.expect("member a task").expect("member a");
+    let b = b.await.expect("member b task").expect("member b");
+    assert!(
+        at_join < data.rows() && b.rows_inserted > 0,
+        "the second member must take over partitions mid-stream: {at_join} rows stored at \
+         its start; a {a:?}, b {b:?}"
+    );
+    assert_eq!(
+        a.rows_inserted + b.rows_inserted,
+        data.rows(),
+        "a {a:?}, b {b:?}"
+    );
+    assert_table_equals(&db, "trips", &data.batches);
+}
+
 // ------------------------------------------------------------------ 4. bad transforms
 
 fn run_binary(args: &[&str]) -> (Option<i32>, String) {
