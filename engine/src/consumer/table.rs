@@ -35,6 +35,19 @@ fn offset_fields() -> [Field; 2] {
 /// Creates the table when missing (if allowed) or checks the existing one
 /// against `schema`. Every mismatch is reported by column name.
 pub async fn prepare(ch: &ClickHouse, cfg: &ConsumerConfig, schema: &Schema) -> Result<TablePlan> {
+    if let Some(i) = schema.fields().iter().position(|f| f.name().is_empty()) {
+        return Err(Error::Config(format!(
+            "table {}: column {} of the {} schema has an empty name, which ClickHouse \
+             identifiers must not be; rename it in the source",
+            cfg.table,
+            i + 1,
+            if cfg.transform.is_some() {
+                "transform's output"
+            } else {
+                "topic's"
+            }
+        )));
+    }
     let caps = ch.server_version().await?.caps();
     let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
     if cfg.exactly_once {

@@ -891,7 +891,10 @@ fn empty_column_name_is_refused_clearly() {
     let last = out.lines().last().unwrap_or("");
     eprintln!("reliability: empty column name: {last}");
     assert!(
-        last.starts_with("error:") && last.contains("identifier") && last.contains("empty"),
+        last.starts_with("error:")
+            && last.contains("empty_name")
+            && last.contains("column 2 ")
+            && last.contains("empty name"),
         "the refusal names the problem: {last:?}\n{out}"
     );
     let exists = db.query(&format!(
