@@ -57,3 +57,46 @@ pub fn run(args: GenArgs) -> crate::Result<()> {
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        gen: GenArgs,
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let cmd = Cmd::try_parse_from(["gen", "--out", "data/taxi"]).expect("parse");
+        let cfg = cmd.gen.config();
+        assert_eq!(
+            (cfg.rows, cfg.files, cfg.row_group_rows, cfg.seed),
+            (1_000_000, 1, DEFAULT_ROW_GROUP_ROWS, 42)
+        );
+        assert_eq!(cfg.out, PathBuf::from("data/taxi"));
+        let cmd = Cmd::try_parse_from([
+            "gen",
+            "--rows",
+            "5000",
+            "--out",
+            "o",
+            "--files",
+            "3",
+            "--row-group-rows",
+            "100",
+            "--seed",
+            "7",
+        ])
+        .expect("parse");
+        let cfg = cmd.gen.config();
+        assert_eq!(
+            (cfg.rows, cfg.files, cfg.row_group_rows, cfg.seed),
+            (5000, 3, 100, 7)
+        );
+        assert!(Cmd::try_parse_from(["gen"]).is_err(), "--out is required");
+    }
+}

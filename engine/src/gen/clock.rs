@@ -1,11 +1,23 @@
-//! Pickup times: rows are spread over January 2024 in order, following an
-//! hourly demand curve with daily and weekly cycles, so pickup times grow
-//! through the data set like in a monthly TLC file.
+//! Pickup times: rows are spread in order over the days from 2024-01-01,
+//! following an hourly demand curve with daily and weekly cycles, so pickup
+//! times grow through the data set like in the monthly TLC files.
+//!
+//! The span is January 2024 (31 days) for up to [`TRIPS_PER_DAY`]·31 rows and
+//! grows with the row count beyond that, keeping the real files' density of
+//! about 96 000 trips a day (January 2024 had 2.96 M): a larger data set looks
+//! like several consecutive monthly files, not one impossibly busy month.
 
 /// 2024-01-01T00:00:00 (a Monday), seconds since the Unix epoch.
 pub const MONTH_START: i64 = 1_704_067_200;
-/// Days in the month.
-const DAYS: usize = 31;
+/// Minimum span in days (January).
+const MIN_DAYS: u64 = 31;
+/// Trips per day in the real January 2024 yellow-taxi file, rounded.
+pub const TRIPS_PER_DAY: u64 = 96_000;
+
+/// Days covered by a data set of `rows` trips.
+pub fn span_days(rows: u64) -> u64 {
+    rows.div_ceil(TRIPS_PER_DAY).max(MIN_DAYS)
+}
 
 /// Relative demand per hour of a weekday (0 = midnight).
 const WEEKDAY: [f64; 24] = [
@@ -20,7 +32,7 @@ const WEEKEND: [f64; 24] = [
 /// Day-of-week factor, Monday first.
 const DAY_FACTOR: [f64; 7] = [0.88, 0.98, 1.04, 1.10, 1.08, 1.02, 0.84];
 
-/// Inverse cumulative demand over the month's hours.
+/// Inverse cumulative demand over the span's hours.
 #[derive(Clone, Debug)]
 pub struct MonthClock {
     /// Cumulative demand at the end of each hour, normalised to 1.
@@ -28,11 +40,12 @@ pub struct MonthClock {
 }
 
 impl MonthClock {
-    /// The January 2024 demand curve.
-    pub fn new() -> MonthClock {
-        let mut cumulative = Vec::with_capacity(DAYS * 24);
+    /// The demand curve over `days` days from 2024-01-01.
+    pub fn new(days: u64) -> MonthClock {
+        let days = days.max(1) as usize;
+        let mut cumulative = Vec::with_capacity(days * 24);
         let mut acc = 0.0;
-        for day in 0..DAYS {
+        for day in 0..days {
             let dow = day % 7; // 2024-01-01 is a Monday
             let profile = if dow >= 5 { &WEEKEND } else { &WEEKDAY };
             for demand in profile {
@@ -46,7 +59,7 @@ impl MonthClock {
         MonthClock { cumulative }
     }
 
-    /// Seconds since the month start at demand quantile `u` in [0, 1).
+    /// Seconds since 2024-01-01 at demand quantile `u` in [0, 1).
     #[inline]
     pub fn seconds_at(&self, u: f64) -> i64 {
         let u = u.clamp(0.0, 1.0);
@@ -65,14 +78,8 @@ impl MonthClock {
     }
 }
 
-impl Default for MonthClock {
-    fn default() -> Self {
-        MonthClock::new()
-    }
-}
-
 /// Hour of day (0..24) and whether the day is a weekend, for seconds since
-/// the month start.
+/// 2024-01-01.
 #[inline]
 pub fn hour_and_weekend(seconds: i64) -> (u32, bool) {
     let day = seconds.div_euclid(86_400);
@@ -86,7 +93,7 @@ mod tests {
 
     #[test]
     fn monotone_over_the_month_with_quiet_nights() {
-        let clock = MonthClock::new();
+        let clock = MonthClock::new(31);
         let mut last = -1;
         let mut by_hour = [0u32; 24];
         let n = 100_000;
@@ -98,5 +105,14 @@ mod tests {
             by_hour[hour_and_weekend(s).0 as usize] += 1;
         }
         assert!(by_hour[18] > 5 * by_hour[4], "{by_hour:?}");
+    }
+
+    #[test]
+    fn span_keeps_the_real_daily_volume() {
+        assert_eq!(span_days(1), 31);
+        assert_eq!(span_days(2_976_000), 31);
+        assert_eq!(span_days(10_000_000), 105);
+        let clock = MonthClock::new(105);
+        assert!(clock.seconds_at(0.999_999) > 104 * 86_400);
     }
 }

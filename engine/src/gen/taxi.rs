@@ -13,7 +13,7 @@ use arrow_array::{
 use arrow_buffer::NullBuffer;
 use arrow_schema::SchemaRef;
 
-use super::clock::{hour_and_weekend, MonthClock, MONTH_START};
+use super::clock::{hour_and_weekend, span_days, MonthClock, MONTH_START};
 use super::rng::{derive_seed, Rng, Weighted};
 use super::zones::{is_manhattan, Zones, EWR, JFK, LGA, MANHATTAN};
 use crate::{Error, Result};
@@ -77,12 +77,13 @@ struct Columns {
 }
 
 impl TaxiModel {
-    /// The model for `schema` (which must be [`super::taxi_schema`]).
-    pub fn new(schema: SchemaRef) -> TaxiModel {
+    /// The model for `schema` (which must be [`super::taxi_schema`]) and a
+    /// data set of `total_rows` trips.
+    pub fn new(schema: SchemaRef, total_rows: u64) -> TaxiModel {
         TaxiModel {
             schema,
             zones: Zones::new(),
-            clock: MonthClock::new(),
+            clock: MonthClock::new(span_days(total_rows)),
             passengers: Weighted::new(&[0.015, 0.75, 0.15, 0.035, 0.02, 0.018, 0.012]),
             payment: Weighted::new(&[0.80, 0.16, 0.01, 0.03]),
             tip_pct: Weighted::new(&[0.10, 0.15, 0.30, 0.15, 0.20, 0.10]),

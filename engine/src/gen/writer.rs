@@ -68,7 +68,7 @@ pub fn generate_with_threads(
         ArrowWriter::try_new_with_options(Vec::new(), schema.clone(), options.clone())
             .and_then(|w| w.into_serialized_writer())
             .map_err(|e| parquet_error("gen: Parquet writer setup".into(), e))?;
-    let model = TaxiModel::new(schema.clone());
+    let model = TaxiModel::new(schema.clone(), cfg.rows);
 
     let threads = threads.clamp(1, jobs.len().max(1));
     let window = threads * 2;
