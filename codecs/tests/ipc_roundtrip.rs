@@ -179,7 +179,7 @@ fn reads_streams_without_end_marker_and_rejects_trailing_garbage() {
             .unwrap();
     let bytes = IpcEncoder::new(IpcCompression::None)
         .unwrap()
-        .encode(&b.schema(), &[b.clone()])
+        .encode(&b.schema(), std::slice::from_ref(&b))
         .unwrap();
     // The end-of-stream marker is 0xFFFFFFFF 0x00000000.
     let without_eos = &bytes[..bytes.len() - 8];

@@ -311,9 +311,11 @@ async fn run_with_services(
         &main,
         validated,
         &differences,
-        json_rows.as_ref(),
-        native.as_ref(),
-        parquet_decode.as_ref(),
+        report::Comparisons {
+            json_rows: json_rows.as_ref(),
+            native: native.as_ref(),
+            decode: parquet_decode.as_ref(),
+        },
         machine,
     );
     println!("\nVeloStream bench\n{}", report::table(&doc));

@@ -42,17 +42,28 @@ fn peak_lag_messages(r: &RunResult) -> u64 {
     (r.timeline.peak_lag_rows() as f64 / per_msg.max(1.0)).ceil() as u64
 }
 
+/// The side-by-side measurements of one bench run.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Comparisons<'a> {
+    pub json_rows: Option<&'a RunResult>,
+    pub native: Option<&'a NativeFileResult>,
+    pub decode: Option<&'a DecodeResult>,
+}
+
 /// The full report document.
 pub fn document(
     rows_source: u64,
     main: &RunResult,
     validated: bool,
     differences: &[String],
-    json_rows: Option<&RunResult>,
-    native: Option<&NativeFileResult>,
-    decode: Option<&DecodeResult>,
+    cmp: Comparisons<'_>,
     machine: Value,
 ) -> Value {
+    let Comparisons {
+        json_rows,
+        native,
+        decode,
+    } = cmp;
     let m = run_json(main);
     let mut doc = json!({
         "rows_source": rows_source,

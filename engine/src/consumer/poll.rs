@@ -2,10 +2,12 @@
 //! lanes, commits stored offsets and publishes lag.
 //!
 //! Backpressure: when a lane's channel is full (ClickHouse is slow or away)
-//! the message waits in a local queue, every assigned partition is paused
-//! and polling continues (so the group membership stays alive) until the
-//! lane accepts it again. Memory stays bounded by the lane depth, the insert
-//! size and one poll's worth of messages.
+//! the message waits in a local queue and the thread stops polling until the
+//! lane accepts it again; librdkafka's prefetch is bounded by
+//! `queued.max.messages.kbytes`, so memory stays bounded by the lane depth,
+//! the insert size and the prefetch limit. Group membership is kept alive by
+//! librdkafka's own threads; a stall longer than `max.poll.interval.ms`
+//! (10 minutes) makes the member leave the group and rejoin afterwards.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers};
-use rdkafka::{Message, TopicPartitionList};
+use rdkafka::Message;
 use tokio::sync::mpsc::error::TrySendError;
 use velostream_codecs::envelope::Envelope;
 use velostream_codecs::ipc;
@@ -54,7 +56,6 @@ impl Poller {
             pipeline = Some(self.start_pipeline(self.cfg.input_schema.clone())?);
         }
         let mut stash: VecDeque<Item> = VecDeque::new();
-        let mut paused = false;
         let mut stats = Stats {
             messages: 0,
             rows: 0,
@@ -109,24 +110,16 @@ impl Poller {
                     }
                 }
             }
-            if !stash.is_empty() && !paused {
-                self.set_paused(true);
-                paused = true;
-            } else if stash.is_empty() && paused {
-                self.set_paused(false);
-                paused = false;
+            // A lane is full: wait for it without polling. librdkafka keeps
+            // the group membership alive in its own threads and stops
+            // prefetching at queued.max.messages.kbytes. (Pausing instead
+            // would make librdkafka re-fetch from inside a record batch on
+            // resume, which tansu answers by skipping the rest of the batch.)
+            if !stash.is_empty() {
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
             }
-            // While a lane is full, poll without waiting and retry the lane soon.
-            let timeout = if stash.is_empty() {
-                POLL_TIMEOUT
-            } else {
-                Duration::ZERO
-            };
-            let msg = match self.consumer.poll(timeout) {
-                None if !stash.is_empty() => {
-                    std::thread::sleep(Duration::from_millis(1));
-                    continue;
-                }
+            let msg = match self.consumer.poll(POLL_TIMEOUT) {
                 None => {
                     if let Some(idle) = self.cfg.exit_when_idle {
                         // Idle only counts once the group has assigned this
@@ -265,27 +258,6 @@ impl Poller {
             .rt
             .block_on(dlq.send(p, o, payload, &headers, why))?;
         Ok(())
-    }
-
-    fn set_paused(&self, pause: bool) {
-        let assigned = self
-            .shared
-            .assignment
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let mut tpl = TopicPartitionList::new();
-        for p in assigned {
-            tpl.add_partition(&self.cfg.topic, p);
-        }
-        let r = if pause {
-            self.consumer.pause(&tpl)
-        } else {
-            self.consumer.resume(&tpl)
-        };
-        if let Err(e) = r {
-            tracing::warn!("pause/resume: {e}");
-        }
     }
 
     /// Lag per partition: messages between the stored offset (or the

@@ -102,7 +102,7 @@ fn pyarrow_reads_what_the_encoder_writes() {
     ] {
         let bytes = IpcEncoder::new(c)
             .unwrap()
-            .encode(&batch.schema(), &[batch.clone()])
+            .encode(&batch.schema(), std::slice::from_ref(&batch))
             .unwrap();
         let p = dir.path().join(format!("{}.arrows", c.name()));
         std::fs::write(&p, bytes).unwrap();
