@@ -143,6 +143,11 @@ pub(super) fn send_all(
             interrupted = true;
             break;
         }
+        if stats.failed_messages.load(Ordering::Relaxed) > 0 {
+            // A message was lost: sending more only delays the error
+            // (each further message waits out message.timeout.ms too).
+            break;
+        }
         let msg = match item {
             Item::Message(msg) => msg,
             Item::Failed(e) => {
@@ -235,6 +240,14 @@ fn create(config: &ProducerConfig, stats: Arc<Stats>) -> Result<ThreadedProducer
         .set("queue.buffering.max.kbytes", "262144")
         .set("queue.buffering.max.messages", "1000000")
         .set("message.timeout.ms", "60000");
+    if config.format == super::config::MessageFormat::Arrow {
+        // One record per produce batch. Arrow messages are large, so this
+        // costs nothing measurable, and it keeps every committed offset on a
+        // batch boundary: tansu 0.6 skips the rest of a batch when a fetch
+        // starts inside it (resume after a rebalance or restart) and reports
+        // wrong high watermarks for multi-record batches.
+        c.set("batch.num.messages", "1");
+    }
     config.kafka.apply_overrides(&mut c)?;
     c.create_with_context(Ctx { stats }).map_err(|e| {
         Error::kafka(
@@ -331,6 +344,17 @@ fn enqueue<'a>(
             Ok(()) => return Ok(()),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                 record = back;
+                if producer
+                    .context()
+                    .stats
+                    .failed_messages
+                    .load(Ordering::Relaxed)
+                    > 0
+                {
+                    return Err(Error::Delivery(
+                        "stopped sending after a delivery failure".into(),
+                    ));
+                }
                 if waited > Duration::from_secs(60) && stop.load(Ordering::Relaxed) {
                     return Err(Error::Interrupted("local queue full while stopping".into()));
                 }
