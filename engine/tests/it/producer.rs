@@ -1205,3 +1205,99 @@ fn columns_selects_and_orders_columns() {
     }
     assert_same_as_source(&msgs, &source);
 }
+
+/// The broker dies in the middle of a run: the run ends with a delivery
+/// error that names the broker and counts what was not acknowledged, within
+/// the message timeout plus a margin (no hang, no false success).
+#[test]
+fn broker_dying_mid_run_is_a_delivery_error_not_a_hang() {
+    // A private broker (not the shared one), stopped by this test.
+    let state = tempfile::tempdir().expect("tempdir");
+    let services = velostream::local::LocalServices::start(
+        &[velostream::local::Service::Kafka],
+        &velostream::local::LocalOptions {
+            state_dir: Some(state.path().to_path_buf()),
+            owner_pid: Some(std::process::id()),
+        },
+    )
+    .expect("start a private tansu");
+    let brokers = services.endpoints().brokers.clone().expect("brokers");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = gen(dir.path(), 600_000, 1, 50_000, 21);
+    let source = Arc::new(open(&files));
+    let topic = unique_name("producer_dying");
+    create_topic(&brokers, &topic, 2);
+
+    let mut kafka = KafkaArgs::new(brokers.clone());
+    // A short message timeout, and a small local queue so that sending is
+    // paced by acknowledgements (as with large messages, where the 256 MiB
+    // queue holds only a few hundred).
+    kafka.options = vec![
+        "message.timeout.ms=10000".into(),
+        "queue.buffering.max.messages=200".into(),
+    ];
+    let mut cfg = ProducerConfig::new(kafka, &topic);
+    cfg.max_rows_per_message = 50;
+    let progress = Arc::new(Progress::hidden());
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = {
+        let (source, progress, stop) = (
+            Arc::clone(&source),
+            Arc::clone(&progress),
+            Arc::clone(&stop),
+        );
+        std::thread::spawn(move || producer::run(&cfg, source, 2, stop, &progress))
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while progress.rows() == 0 && Instant::now() < deadline && !producer.is_finished() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let stopped_at = progress.rows();
+    assert!(
+        stopped_at > 0,
+        "no rows acknowledged before the broker was stopped"
+    );
+    // SIGKILL the private broker at once (its pid file from services.sh).
+    let pid_file = state.path().join("kafka/pid");
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap_or_else(|e| panic!("{}: {e}", pid_file.display()))
+        .trim()
+        .parse()
+        .expect("pid");
+    let killed = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(killed.success(), "kill -KILL {pid} (tansu)");
+    let _ = services.stop();
+
+    // Join with a limit: a hang fails the test instead of blocking it.
+    // message.timeout.ms is 10 s and in-flight requests time out after
+    // request.timeout.ms (30 s): the error is due soon after that. Without a
+    // stop on the first lost message, every further window of 200 queued
+    // messages would wait out the timeout again (minutes).
+    let killed_at = Instant::now();
+    let limit = Duration::from_secs(90);
+    while !producer.is_finished() {
+        if killed_at.elapsed() > limit {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            panic!("the producer still runs {limit:?} after its broker died");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let elapsed = killed_at.elapsed();
+    let result = producer.join().expect("producer thread");
+    let err = match result {
+        Ok(s) if s.rows == source.total_rows() => {
+            panic!("the run finished before the broker was stopped ({stopped_at} rows acknowledged then); make it longer")
+        }
+        Ok(s) => panic!("a run whose broker died reported success: {s:?}"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains(&brokers),
+        "error does not name {brokers}: {err}"
+    );
+    assert!(err.contains("not acknowledged"), "{err}");
+    eprintln!("producer dying broker: failed {elapsed:?} after the kill: {err}");
+}
