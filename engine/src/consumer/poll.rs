@@ -22,7 +22,7 @@ use velostream_codecs::envelope::Envelope;
 use velostream_codecs::ipc;
 
 use super::config::{ConsumerConfig, COMMIT_INTERVAL, POLL_TIMEOUT};
-use super::context::{Ctx, Shared};
+use super::context::{lock, Ctx, Shared};
 use super::dlq::DeadLetters;
 use super::lane::{Item, LaneMsg, Rows};
 use super::pipeline::Pipeline;
@@ -68,13 +68,7 @@ impl Poller {
             if self.stop.load(Ordering::Relaxed) {
                 break Ok(());
             }
-            if let Some(e) = self
-                .shared
-                .error
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take()
-            {
+            if let Some(e) = lock(&self.shared.error).take() {
                 break Err(e);
             }
             if let Err(e) = self.shared.drain_events() {
@@ -89,12 +83,7 @@ impl Poller {
             }
             // Hand queued messages to their lanes, in order.
             if let Some(p) = &pipeline {
-                let assigned = self
-                    .shared
-                    .assignment
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone();
+                let assigned = lock(&self.shared.assignment).clone();
                 stash.retain(|i| assigned.contains(&i.partition));
                 while let Some(item) = stash.pop_front() {
                     match p.lanes[p.lane_of(item.partition)].try_send(LaneMsg::Item(item)) {
@@ -125,11 +114,7 @@ impl Poller {
                         // Idle only counts once the group has assigned this
                         // member its partitions (a member waiting for a
                         // rebalance has not seen the topic yet).
-                        let assigned_at = *self
-                            .shared
-                            .assigned_at
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner());
+                        let assigned_at = *lock(&self.shared.assigned_at);
                         let idle_since = assigned_at.map(|t| t.max(last_message));
                         if stash.is_empty() && idle_since.is_some_and(|t| t.elapsed() >= idle) {
                             break Ok(());
@@ -152,11 +137,7 @@ impl Poller {
         };
         let shutdown = self.shutdown(pipeline, stash.len());
         let result = result.and(shutdown);
-        let rows_inserted = *self
-            .shared
-            .rows_stored
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let rows_inserted = *lock(&self.shared.rows_stored);
         result.map(|()| ConsumeSummary {
             messages: stats.messages,
             rows_consumed: stats.rows,
@@ -176,7 +157,7 @@ impl Poller {
             self.dead_letters.clone(),
             &self.events_tx,
         ))?;
-        *self.shared.lanes.lock().unwrap_or_else(|e| e.into_inner()) = p.lanes.clone();
+        *lock(&self.shared.lanes) = p.lanes.clone();
         Ok(p)
     }
 
@@ -266,24 +247,9 @@ impl Poller {
     /// (tansu reports wrong high watermarks for multi-record batches; the
     /// bench therefore counts rows in ClickHouse instead of trusting this.)
     fn publish_lag(&self, stats: &Stats) {
-        let assigned = self
-            .shared
-            .assignment
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let stored = self
-            .shared
-            .stored
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let high = self
-            .shared
-            .high_watermarks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let assigned = lock(&self.shared.assignment).clone();
+        let stored = lock(&self.shared.stored).clone();
+        let high = lock(&self.shared.high_watermarks).clone();
         for p in assigned {
             let Some(high) = high.get(&p) else { continue };
             let from = stored.get(&p).copied().unwrap_or(0);
@@ -305,11 +271,7 @@ impl Poller {
         let mut result = Ok(());
         if let Some(p) = pipeline {
             result = self.shared.flush_lanes();
-            self.shared
-                .lanes
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clear();
+            lock(&self.shared.lanes).clear();
             drop(p.lanes);
             for t in p.tasks {
                 let _ = self.shared.rt.block_on(t);
