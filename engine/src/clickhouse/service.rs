@@ -75,8 +75,12 @@ impl ClickHouse {
         let mut base = Client::default()
             .with_url(cfg.url.trim().trim_end_matches('/'))
             .with_validation(false);
-        if let Some(user) = &cfg.user {
-            base = base.with_user(user.clone());
+        match (&cfg.user, &cfg.password) {
+            (Some(user), _) => base = base.with_user(user.clone()),
+            // A password alone belongs to the server's `default` user (an
+            // empty user name is answered with "Unknown user").
+            (None, Some(_)) => base = base.with_user("default"),
+            (None, None) => {}
         }
         if let Some(password) = &cfg.password {
             base = base.with_password(password.expose().to_string());

@@ -91,8 +91,10 @@ pub const OFFSET_COLUMN: &str = "_velostream_offset";
 
 /// Poll timeout of the consumer thread.
 pub(super) const POLL_TIMEOUT: Duration = Duration::from_millis(50);
-/// How often offsets are committed and lag is refreshed.
-pub(super) const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+/// How often stored offsets are committed (only when they moved) and lag
+/// is refreshed. Short, so a crash replays as little as possible in
+/// at-least-once mode: one asynchronous commit per acknowledged insert.
+pub(super) const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
 /// Messages buffered per lane before the consumer pauses: Arrow messages
 /// carry thousands of rows each, JSON-rows messages one.
 pub(super) const LANE_DEPTH_ARROW: usize = 64;
