@@ -675,12 +675,10 @@ fn every_testdata_file_as_json_rows_is_valid_json_or_refused_by_name() {
 fn every_bad_file_is_an_error_naming_it() {
     let brokers = kafka_brokers();
     let files = parquet_files(&shared_testdata().join("bad_data"));
-    let mut failures = Vec::new();
-    for f in &files {
+    let failures: Vec<String> = parallel(&files, |f| {
         let name = f.file_name().unwrap().to_string_lossy().to_string();
         if READABLE_BAD_DATA.contains(&name.as_str()) {
-            failures.extend(check_file(&brokers, f));
-            continue;
+            return check_file(&brokers, f);
         }
         let topic = unique_name("producer_bad");
         let file = f.display().to_string();
@@ -696,15 +694,21 @@ fn every_bad_file_is_an_error_naming_it() {
             ],
             CLI_LIMIT,
         );
+        eprintln!("{name}: ok={} {}", run.ok, run.stderr.trim());
         if run.ok {
-            failures.push(format!("{name}: produce succeeded: {}", run.stdout));
+            Some(format!("{name}: produce succeeded: {}", run.stdout))
         } else if !run.stderr.contains(&name) {
-            failures.push(format!(
+            Some(format!(
                 "{name}: error does not name the file: {}",
                 run.stderr
-            ));
+            ))
+        } else {
+            None
         }
-    }
+    })
+    .into_iter()
+    .flatten()
+    .collect();
     assert!(
         failures.is_empty(),
         "{} of {} files:\n{}",
