@@ -830,6 +830,11 @@ fn unreachable_broker_fails_fast_naming_it() {
         "took {:?}",
         run.elapsed
     );
+    eprintln!(
+        "producer unreachable: failed in {:?}: {}",
+        run.elapsed,
+        run.stderr.trim()
+    );
 }
 
 /// `--max-message-bytes 65536`: no message is larger, and every row arrives.
