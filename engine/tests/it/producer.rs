@@ -1310,3 +1310,45 @@ fn broker_dying_mid_run_is_a_delivery_error_not_a_hang() {
     assert!(err.contains("not acknowledged"), "{err}");
     eprintln!("producer dying broker: failed {elapsed:?} after the kill: {err}");
 }
+
+/// `--format json-rows --key-column PULocationID`: one message per row, and
+/// all rows of one key share a partition.
+#[test]
+fn json_rows_with_key_column_keeps_equal_keys_in_one_partition() {
+    let brokers = kafka_brokers();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = gen(dir.path(), 5_000, 1, 2_000, 22);
+    let topic = unique_name("producer_json_keyed");
+    let file = files[0].display().to_string();
+    let run = produce_cli(
+        &[
+            "--brokers",
+            &brokers,
+            "--topic",
+            &topic,
+            "--partitions",
+            "3",
+            "--format",
+            "json-rows",
+            "--key-column",
+            "PULocationID",
+            &file,
+        ],
+        CLI_LIMIT,
+    );
+    assert_ok(&run, &file);
+    let msgs = read_topic(&topic, 3, 5_000, &|_| 1);
+    let mut home: HashMap<i64, i32> = HashMap::new();
+    for m in &msgs {
+        let v: serde_json::Value = serde_json::from_slice(&m.payload).expect("JSON row");
+        let k = v["PULocationID"].as_i64().expect("PULocationID");
+        let p = *home.entry(k).or_insert(m.partition);
+        assert_eq!(
+            p, m.partition,
+            "key {k} in partitions {p} and {}",
+            m.partition
+        );
+    }
+    let used: HashSet<i32> = home.values().copied().collect();
+    assert_eq!(used.len(), 3, "keys spread over partitions {used:?} only");
+}
