@@ -118,3 +118,18 @@ pub fn generate(cfg: &GenConfig, progress: &Progress) -> Result<GenSummary> {
         .unwrap_or(1);
     generate_with_threads(cfg, progress, threads)
 }
+
+/// One in-memory batch of `rows` synthetic taxi trips from the same model
+/// as [`generate`] (for benchmarks and tests that need no files).
+pub fn sample_batch(rows: usize, seed: u64) -> Result<arrow_array::RecordBatch> {
+    let model = taxi::TaxiModel::new(taxi_schema());
+    model.batch(
+        seed,
+        &taxi::Chunk {
+            index: 0,
+            first_row: 0,
+            rows,
+            total_rows: rows as u64,
+        },
+    )
+}
