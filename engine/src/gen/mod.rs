@@ -122,7 +122,7 @@ pub fn generate(cfg: &GenConfig, progress: &Progress) -> Result<GenSummary> {
 /// One in-memory batch of `rows` synthetic taxi trips from the same model
 /// as [`generate`] (for benchmarks and tests that need no files).
 pub fn sample_batch(rows: usize, seed: u64) -> Result<arrow_array::RecordBatch> {
-    let model = taxi::TaxiModel::new(taxi_schema());
+    let model = taxi::TaxiModel::new(taxi_schema(), rows as u64);
     model.batch(
         seed,
         &taxi::Chunk {
