@@ -7,7 +7,16 @@ use std::process::Command;
 fn normal_deps(package: &str) -> Vec<String> {
     let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let out = Command::new(env!("CARGO"))
-        .args(["tree", "-p", package, "-e", "normal", "--prefix", "none", "--offline"])
+        .args([
+            "tree",
+            "-p",
+            package,
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "--offline",
+        ])
         .current_dir(&workspace)
         .output()
         .expect("running cargo tree");
@@ -24,10 +33,17 @@ fn normal_deps(package: &str) -> Vec<String> {
 
 fn assert_free_of(package: &str, forbidden: &[&str]) {
     let deps = normal_deps(package);
-    assert!(deps.len() > 3, "cargo tree printed too little for {package}: {deps:?}");
+    assert!(
+        deps.len() > 3,
+        "cargo tree printed too little for {package}: {deps:?}"
+    );
     let found: Vec<&String> = deps
         .iter()
-        .filter(|d| forbidden.iter().any(|f| d == f || d.starts_with(&format!("{f}-"))))
+        .filter(|d| {
+            forbidden
+                .iter()
+                .any(|f| d == f || d.starts_with(&format!("{f}-")))
+        })
         .collect();
     assert!(found.is_empty(), "{package} must not depend on {found:?}");
 }
@@ -36,11 +52,23 @@ fn assert_free_of(package: &str, forbidden: &[&str]) {
 fn codecs_has_no_io_runtime_kafka_http_or_datafusion() {
     assert_free_of(
         "velostream-codecs",
-        &["tokio", "rdkafka", "hyper", "reqwest", "clickhouse", "datafusion", "mio", "h2"],
+        &[
+            "tokio",
+            "rdkafka",
+            "hyper",
+            "reqwest",
+            "clickhouse",
+            "datafusion",
+            "mio",
+            "h2",
+        ],
     );
 }
 
 #[test]
 fn sql_has_no_kafka_or_http() {
-    assert_free_of("velostream-sql", &["rdkafka", "hyper", "reqwest", "clickhouse", "h2", "rustls"]);
+    assert_free_of(
+        "velostream-sql",
+        &["rdkafka", "hyper", "reqwest", "clickhouse", "h2", "rustls"],
+    );
 }

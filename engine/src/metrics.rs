@@ -95,9 +95,32 @@ pub fn install(addr: Option<SocketAddr>) -> Result<()> {
         None => builder.install_recorder().map(|_| ()),
     };
     match result {
-        Ok(()) => Ok(()),
+        Ok(()) => {
+            register_all();
+            Ok(())
+        }
         // A recorder is already installed (second pipeline in one process).
         Err(metrics_exporter_prometheus::BuildError::FailedToSetGlobalRecorder(_)) => Ok(()),
         Err(e) => Err(Error::Config(format!("metrics exporter on {addr:?}: {e}"))),
+    }
+}
+
+/// Registers every unlabeled metric at zero, so that a scrape taken before
+/// the first event (or in a short run) already shows every series and rate
+/// queries have a starting point.
+fn register_all() {
+    for &name in ALL {
+        if name.ends_with("_total") {
+            metrics::counter!(name).increment(0);
+        } else if name.ends_with("_seconds")
+            || name.ends_with("_size_bytes")
+            || name == CONSUMER_INSERT_ROWS
+        {
+            // Histograms appear with their first observation.
+            let _ = metrics::histogram!(name);
+        } else if name != CONSUMER_LAG_MESSAGES && name != CONSUMER_LAG_ROWS {
+            // Lag gauges are per partition and appear with an assignment.
+            metrics::gauge!(name).set(0.0);
+        }
     }
 }

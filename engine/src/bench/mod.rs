@@ -97,7 +97,14 @@ pub async fn run(cfg: BenchConfig) -> Result<serde_json::Value> {
         let need2 = need.clone();
         Some(
             tokio::task::spawn_blocking(move || {
-                LocalServices::start(&need2, &LocalOptions::default())
+                LocalServices::start(
+                    &need2,
+                    &LocalOptions {
+                        // Services this run starts die with it, even if it is killed.
+                        owner_pid: Some(std::process::id()),
+                        ..LocalOptions::default()
+                    },
+                )
             })
             .await
             .map_err(|e| Error::Services(format!("start task failed: {e}")))??,

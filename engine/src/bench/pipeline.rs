@@ -241,6 +241,7 @@ pub async fn run(spec: &RunSpec, source: Arc<ParquetSource>) -> Result<RunResult
     wait.finish();
     // One last sample at the finish line, then stop everything.
     let rows_clickhouse = ch.count_rows(&spec.table).await?;
+    metrics::gauge!(m::CLICKHOUSE_ROWS).set(rows_clickhouse as f64);
     timeline
         .lock()
         .unwrap_or_else(|e| e.into_inner())
