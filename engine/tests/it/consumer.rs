@@ -394,23 +394,27 @@ async fn two_members_of_one_group_share_partitions_without_loss_or_duplicates() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_joining_mid_stream_takes_over_without_loss_or_duplicates() {
-    let data = taxi(150_000, 18);
+    // Two halves: the second is produced only once the second member owns
+    // partitions, so the hand-over happens mid-stream whatever the timing.
+    let first_half = taxi(75_000, 18);
+    let second_half = taxi(75_000, 19);
     let db = TestDb::new();
     let topic = topic("cons_join", 4);
-    let produced = produce(&harness::kafka_brokers(), &topic, 4, &data, |c| {
+    let tweak = |c: &mut ProducerConfig| {
         c.max_rows_per_message = 250;
         c.kafka.options.push(ONE_RECORD_PER_BATCH.into());
-    });
-    assert!(produced.messages >= 600, "{produced:?}");
-    // Small, frequent inserts: the first member is still busy when the
-    // second joins, and the revocation has buffered rows to hand over.
+    };
+    let produced_first = produce(&harness::kafka_brokers(), &topic, 4, &first_half, tweak);
+    // Small, frequent inserts: the revocation has buffered rows to hand over.
     let mut first = consumer_config(&topic, &db.table("trips"));
     first.exit_when_idle = None;
     first.insert_rows = 1_000;
     first.max_delay = Duration::from_millis(50);
     let mut second = first.clone();
     second.create_table = false;
-    second.input_schema = Some(data.schema());
+    second.input_schema = Some(first_half.schema());
+    let b_assigned = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    second.assigned_partitions = Some(Arc::clone(&b_assigned));
 
     let stop = Arc::new(AtomicBool::new(false));
     let a = tokio::spawn(consume_until(first, Arc::clone(&stop)));
@@ -428,9 +432,19 @@ async fn a_member_joining_mid_stream_takes_over_without_loss_or_duplicates() {
     }
     let at_join = count(&db, "trips");
     let b = tokio::spawn(consume_until(second, Arc::clone(&stop)));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while b_assigned.load(Ordering::SeqCst) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the second member got no partition in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let produced_second = produce(&harness::kafka_brokers(), &topic, 4, &second_half, tweak);
+    let total = first_half.rows() + second_half.rows();
 
     let deadline = Instant::now() + Duration::from_secs(120);
-    while count(&db, "trips") < data.rows() && Instant::now() < deadline {
+    while count(&db, "trips") < total && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -438,16 +452,18 @@ async fn a_member_joining_mid_stream_takes_over_without_loss_or_duplicates() {
     let a = a.await.expect("member a task").expect("member a");
     let b = b.await.expect("member b task").expect("member b");
     assert!(
-        at_join < data.rows() && b.rows_inserted > 0,
+        at_join < total && b.rows_inserted > 0,
         "the second member must take over partitions mid-stream: {at_join} rows stored at \
          its start; a {a:?}, b {b:?}"
     );
+    assert_eq!(a.rows_inserted + b.rows_inserted, total, "a {a:?}, b {b:?}");
     assert_eq!(
-        a.rows_inserted + b.rows_inserted,
-        data.rows(),
-        "a {a:?}, b {b:?}"
+        a.messages + b.messages,
+        produced_first.messages + produced_second.messages
     );
-    assert_table_equals(&db, "trips", &data.batches);
+    let mut all = first_half.batches.clone();
+    all.extend(second_half.batches.iter().cloned());
+    assert_table_equals(&db, "trips", &all);
 }
 
 // ------------------------------------------------------------------ 4. bad transforms
