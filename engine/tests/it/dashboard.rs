@@ -268,7 +268,9 @@ fn every_dashboard_query_returns_data_from_a_real_bench_run() {
     let clickhouse = harness::clickhouse_url();
     let metrics_addr = format!("127.0.0.1:{}", harness::free_port());
     let target = harness::scrape(&metrics_addr);
-    let rows = 200_000u64;
+    // Long enough (several seconds of producing and inserting at a 1 s
+    // scrape interval) for every rate() window to see increases.
+    let rows = 1_000_000u64;
 
     let data_dir = tempfile::tempdir().unwrap();
 
@@ -283,7 +285,13 @@ fn every_dashboard_query_returns_data_from_a_real_bench_run() {
             &metrics_addr,
         ])
         // Keep /metrics up after the run so the final values are scraped.
-        .args(["--hold-metrics-secs", "3", "--data-dir"])
+        .args([
+            "--insert-rows",
+            "50000",
+            "--hold-metrics-secs",
+            "6",
+            "--data-dir",
+        ])
         .arg(data_dir.path())
         .env("VELOSTREAM_QUIET", "1")
         .output()
