@@ -162,7 +162,26 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded> {
 /// Decodes one message value (an Arrow IPC stream) within `limits`.
 pub fn decode_with_limits(bytes: &[u8], limits: &DecodeLimits) -> Result<Decoded> {
     let end = check_framing(bytes, limits)?;
-    let mut buffer = Buffer::from(bytes[..end].to_vec());
+    // arrow-ipc 59 still has `unimplemented!` paths for some malformed
+    // inputs (e.g. unknown type ids deep in a schema); a panic there is
+    // turned into an error, never propagated.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        decode_checked(&bytes[..end])
+    }))
+    .unwrap_or_else(|p| {
+        let what = p
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| p.downcast_ref::<&str>().copied())
+            .unwrap_or("decoder panic");
+        Err(CodecError::MalformedIpc(format!(
+            "Arrow rejected the stream: {what}"
+        )))
+    })
+}
+
+fn decode_checked(bytes: &[u8]) -> Result<Decoded> {
+    let mut buffer = Buffer::from(bytes.to_vec());
     let mut decoder = StreamDecoder::new();
     let mut batches = Vec::new();
     let arrow = |source: ArrowError| CodecError::Arrow {
@@ -246,6 +265,11 @@ fn check_framing(bytes: &[u8], limits: &DecodeLimits) -> Result<usize> {
                 return Err(malformed("more than one schema message".into()));
             }
             saw_schema = true;
+            if let Some(fields) = message.header_as_schema().and_then(|s| s.fields()) {
+                for f in fields.iter() {
+                    check_field_types(f, 0)?;
+                }
+            }
         } else if !saw_schema {
             return Err(malformed("record batch before the schema message".into()));
         }
@@ -311,6 +335,29 @@ fn check_framing(bytes: &[u8], limits: &DecodeLimits) -> Result<usize> {
         return Err(malformed("stream has no schema message".into()));
     }
     Ok(pos)
+}
+
+/// Rejects unknown type ids (and absurd nesting) anywhere in a schema field.
+fn check_field_types(f: arrow_ipc::Field<'_>, depth: usize) -> Result<()> {
+    if depth > 64 {
+        return Err(CodecError::MalformedIpc(
+            "schema nested deeper than 64 levels".into(),
+        ));
+    }
+    let t = f.type_type();
+    if t == arrow_ipc::Type::NONE || t.0 > arrow_ipc::Type::ENUM_MAX {
+        return Err(CodecError::MalformedIpc(format!(
+            "field {:?} has unknown type id {}",
+            f.name().unwrap_or(""),
+            t.0
+        )));
+    }
+    if let Some(children) = f.children() {
+        for c in children.iter() {
+            check_field_types(c, depth + 1)?;
+        }
+    }
+    Ok(())
 }
 
 fn read_u32(bytes: &[u8], pos: usize) -> Option<u32> {

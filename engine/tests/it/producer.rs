@@ -1013,6 +1013,12 @@ fn stop_mid_run_leaves_an_exact_prefix() {
     // Small messages make the run long enough (seconds) to stop in the middle.
     cfg.max_rows_per_message = 50;
     cfg.parallelism = 2;
+    // A small local queue keeps the send loop running until acknowledgements
+    // arrive; otherwise a fast machine enqueues everything before the first
+    // ack and the stop flag comes too late to matter.
+    cfg.kafka
+        .options
+        .push("queue.buffering.max.messages=100".into());
     let result = producer::run(&cfg, Arc::clone(&source), 2, Arc::clone(&stop), &progress);
     watcher.join().expect("watcher");
     let message = match result {
