@@ -69,4 +69,14 @@ unset VELOSTREAM_TEST_ALLOW_SKIP
 env | grep '^VELOSTREAM_TEST_' | sed 's/^/    /' >&2
 
 step "cargo test --workspace --no-fail-fast (checks before this took $((SECONDS - T0)) s)"
-cargo test --workspace --no-fail-fast "$@"
+test_log="$STATE_DIR.cargo-test.log"
+set +e
+cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$test_log"
+rc=${PIPESTATUS[0]}
+set -e
+# One closing line over every test binary (cargo's own last line is the
+# doc-test summary, often "0 passed").
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i; if ($(i+1) ~ /^failed;?$/) f += $i } }
+     END { printf "summary: %d passed, %d failed\n", p, f }' "$test_log"
+rm -f "$test_log"
+exit "$rc"
