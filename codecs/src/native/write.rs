@@ -611,26 +611,8 @@ fn write_array(arr: &dyn Array, inner: &Writer, ctx: Ctx<'_>, out: &mut Vec<u8>)
     }
     out.reserve(arr.len() * 8);
     let values = match arr.data_type() {
-        DataType::List(_) => {
-            let l = arr.as_list::<i32>();
-            let o = l.value_offsets();
-            let base = o[0];
-            for end in &o[1..] {
-                put_u64(out, (*end - base) as u64);
-            }
-            l.values()
-                .slice(base as usize, (o[o.len() - 1] - base) as usize)
-        }
-        DataType::LargeList(_) => {
-            let l = arr.as_list::<i64>();
-            let o = l.value_offsets();
-            let base = o[0];
-            for end in &o[1..] {
-                put_u64(out, (*end - base) as u64);
-            }
-            l.values()
-                .slice(base as usize, (o[o.len() - 1] - base) as usize)
-        }
+        DataType::List(_) => list_offsets(arr.as_list::<i32>(), out),
+        DataType::LargeList(_) => list_offsets(arr.as_list::<i64>(), out),
         DataType::FixedSizeList(_, size) => {
             let l = arr.as_fixed_size_list();
             let size = *size as u64;
@@ -774,4 +756,18 @@ fn write_low_cardinality(
             .for_each(|k| out.extend_from_slice(&k.to_le_bytes())),
     }
     Ok(())
+}
+
+/// Writes a list's offsets as ClickHouse's cumulative UInt64 sizes (rebased
+/// to the first element, so sliced arrays work) and returns the elements.
+fn list_offsets<O: arrow_array::OffsetSizeTrait>(
+    l: &arrow_array::GenericListArray<O>,
+    out: &mut Vec<u8>,
+) -> arrow_array::ArrayRef {
+    let o = l.value_offsets();
+    let base = o[0].as_usize();
+    for end in &o[1..] {
+        put_u64(out, (end.as_usize() - base) as u64);
+    }
+    l.values().slice(base, o[o.len() - 1].as_usize() - base)
 }

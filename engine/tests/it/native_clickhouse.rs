@@ -46,25 +46,7 @@ pub(crate) fn insert_native(url: &str, table_sql: &str, body: &[u8]) -> Result<(
 
 /// Undoes ClickHouse's TSV escaping of one field.
 pub(crate) fn tsv_unescape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('n') => out.push('\n'),
-            Some('t') => out.push('\t'),
-            Some('r') => out.push('\r'),
-            Some('0') => out.push('\0'),
-            Some('b') => out.push('\u{8}'),
-            Some('f') => out.push('\u{c}'),
-            Some(other) => out.push(other),
-            None => out.push('\\'),
-        }
-    }
-    out
+    velostream::clickhouse::tsv::unescape_field(s)
 }
 
 /// Uppercase hex, as ClickHouse's `hex()` prints it.

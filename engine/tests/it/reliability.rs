@@ -730,28 +730,7 @@ fn write_parquet(path: &Path, batch: &RecordBatch) {
 
 /// Undoes ClickHouse's TSV escaping of one field (`\N` is NULL).
 fn tsv_field(s: &str) -> Option<String> {
-    if s == "\\N" {
-        return None;
-    }
-    let mut out = String::new();
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('n') => out.push('\n'),
-            Some('t') => out.push('\t'),
-            Some('r') => out.push('\r'),
-            Some('0') => out.push('\0'),
-            Some('b') => out.push('\u{8}'),
-            Some('f') => out.push('\u{c}'),
-            Some(other) => out.push(other),
-            None => out.push('\\'),
-        }
-    }
-    Some(out)
+    (s != "\\N").then(|| velostream::clickhouse::tsv::unescape_field(s))
 }
 
 /// Column names that break naive SQL quoting.
