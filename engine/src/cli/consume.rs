@@ -98,6 +98,16 @@ pub struct ConsumeArgs {
     #[arg(long)]
     pub dlq_topic: Option<String>,
 
+    /// Largest message value accepted, in bytes; a larger one is oversized
+    /// and goes to --dlq-topic (or stops the consumer without one).
+    #[arg(long, default_value_t = 16 << 20)]
+    pub max_message_bytes: usize,
+
+    /// Largest decoded (decompressed) size of one message, in bytes; a
+    /// larger one is oversized like a too-large value.
+    #[arg(long, default_value_t = 256 << 20)]
+    pub max_decoded_bytes: u64,
+
     /// Rows per insert (ClickHouse prefers few large inserts).
     #[arg(long, default_value_t = 500_000)]
     pub insert_rows: usize,
@@ -150,6 +160,8 @@ impl ConsumeArgs {
         c.order_by = self.order_by.clone();
         c.exactly_once = self.exactly_once;
         c.dlq_topic = self.dlq_topic.clone();
+        c.max_message_bytes = self.max_message_bytes;
+        c.max_decoded_bytes = self.max_decoded_bytes;
         c.insert_rows = self.insert_rows;
         c.insert_bytes = self.insert_bytes;
         c.max_delay = Duration::from_millis(self.max_delay_ms);

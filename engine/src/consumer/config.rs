@@ -32,6 +32,14 @@ pub struct ConsumerConfig {
     pub exactly_once: bool,
     /// Dead-letter topic for messages that cannot be decoded or transformed.
     pub dlq_topic: Option<String>,
+    /// Largest message value accepted, in bytes on the wire. A larger one is
+    /// oversized: it is dead-lettered (reason `oversized`) without being
+    /// decoded, or stops the consumer when there is no dead-letter topic.
+    pub max_message_bytes: usize,
+    /// Largest decoded size of one message (the decompressed Arrow buffers
+    /// its IPC stream claims), checked before anything is allocated; a
+    /// larger one is oversized like a too-large value.
+    pub max_decoded_bytes: u64,
     /// Flush an insert at this many rows …
     pub insert_rows: usize,
     /// … or this many in-memory bytes …
@@ -73,6 +81,8 @@ impl ConsumerConfig {
             order_by: Vec::new(),
             exactly_once: false,
             dlq_topic: None,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_decoded_bytes: DEFAULT_MAX_DECODED_BYTES,
             insert_rows: 500_000,
             insert_bytes: 256 << 20,
             max_delay: Duration::from_millis(1000),
@@ -84,6 +94,13 @@ impl ConsumerConfig {
         }
     }
 }
+
+/// Default [`ConsumerConfig::max_message_bytes`]: 16 MiB, sixteen times
+/// the producer's default message limit and well under the consumer's
+/// per-partition fetch size (32 MiB).
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 << 20;
+/// Default [`ConsumerConfig::max_decoded_bytes`]: 256 MiB.
+pub const DEFAULT_MAX_DECODED_BYTES: u64 = 256 << 20;
 
 /// Names of the offset columns added to the table in exactly-once mode.
 pub const PARTITION_COLUMN: &str = "_velostream_partition";

@@ -20,10 +20,11 @@ use rdkafka::Message;
 use tokio::sync::mpsc::error::TrySendError;
 use velostream_codecs::envelope::Envelope;
 use velostream_codecs::ipc;
+use velostream_codecs::CodecError;
 
 use super::config::{ConsumerConfig, COMMIT_INTERVAL, POLL_TIMEOUT};
 use super::context::{lock, Ctx, Shared};
-use super::dlq::DeadLetters;
+use super::dlq::{DeadLetters, OriginalHeaders, Reason};
 use super::lane::{Item, LaneMsg, Rows};
 use super::pipeline::Pipeline;
 use super::ConsumeSummary;
@@ -80,6 +81,13 @@ impl Poller {
                     tracing::warn!("commit failed (will retry): {e}");
                 }
                 self.publish_lag(&stats);
+                if let Some(dlq) = &self.dead_letters {
+                    // Lanes only hold messages of assigned partitions (a
+                    // revocation flushes them), so this is safe here.
+                    let assigned = lock(&self.shared.assignment).clone();
+                    let stored = lock(&self.shared.stored).clone();
+                    dlq.forget(&assigned, &stored);
+                }
             }
             // Hand queued messages to their lanes, in order.
             if let Some(p) = &pipeline {
@@ -162,6 +170,14 @@ impl Poller {
     }
 
     /// Decodes one message; poison goes to the dead-letter topic.
+    ///
+    /// Policies (README, "Dead letters"): a value larger than
+    /// `max_message_bytes`, or whose IPC stream claims more than
+    /// `max_decoded_bytes` decoded, is oversized; undecodable values and
+    /// foreign schemas are poison; all three are dead-lettered with their
+    /// original headers. A readable message with 0 rows (no record batch, or
+    /// only empty ones) inserts nothing and its offset is committed like any
+    /// other.
     fn to_item(
         &self,
         msg: &BorrowedMessage<'_>,
@@ -181,14 +197,32 @@ impl Poller {
             rows,
             raw: None,
         };
+        if payload.len() > self.cfg.max_message_bytes {
+            let why = format!(
+                "oversized: the value is {} bytes, the limit (--max-message-bytes) is {}",
+                payload.len(),
+                self.cfg.max_message_bytes
+            );
+            return self
+                .poison(msg, payload, Reason::Oversized, &why)
+                .map(|()| item(Rows::Skip));
+        }
         if self.cfg.format == MessageFormat::JsonRows {
             stats.rows += 1;
             metrics::counter!(m::CONSUMER_ROWS).increment(1);
             return Ok(item(Rows::Json(payload.to_vec())));
         }
-        let decoded = match decode(msg, payload) {
+        let limits = ipc::DecodeLimits {
+            max_decompressed_bytes: self.cfg.max_decoded_bytes,
+            ..ipc::DecodeLimits::default()
+        };
+        let decoded = match decode(msg, payload, &limits) {
             Ok(d) => d,
-            Err(why) => return self.poison(msg, payload, &why).map(|()| item(Rows::Skip)),
+            Err((reason, why)) => {
+                return self
+                    .poison(msg, payload, reason, &why)
+                    .map(|()| item(Rows::Skip))
+            }
         };
         if pipeline.is_none() {
             *pipeline = Some(self.start_pipeline(Some(Arc::clone(&decoded.schema)))?);
@@ -201,7 +235,9 @@ impl Poller {
                     describe(&expected),
                     describe(&decoded.schema)
                 );
-                return self.poison(msg, payload, &why).map(|()| item(Rows::Skip));
+                return self
+                    .poison(msg, payload, Reason::SchemaMismatch, &why)
+                    .map(|()| item(Rows::Skip));
             }
         }
         let rows = decoded.num_rows() as u64;
@@ -211,15 +247,26 @@ impl Poller {
         if rows == 0 {
             return Ok(item(Rows::Skip));
         }
+        let raw = self.cfg.transform.as_ref().map(|_| Arc::from(payload));
+        if let (Some(_), Some(dlq)) = (&raw, &self.dead_letters) {
+            // The transform runs in a lane; its dead letter needs these.
+            dlq.remember(partition, offset, original_headers(msg));
+        }
         Ok(Item {
             partition,
             offset,
             rows: Rows::Arrow(decoded.batches),
-            raw: self.cfg.transform.as_ref().map(|_| Arc::from(payload)),
+            raw,
         })
     }
 
-    fn poison(&self, msg: &BorrowedMessage<'_>, payload: &[u8], why: &str) -> Result<()> {
+    fn poison(
+        &self,
+        msg: &BorrowedMessage<'_>,
+        payload: &[u8],
+        reason: Reason,
+        why: &str,
+    ) -> Result<()> {
         let (p, o) = (msg.partition(), msg.offset());
         let Some(dlq) = &self.dead_letters else {
             return Err(Error::Validation(format!(
@@ -227,17 +274,10 @@ impl Poller {
                 self.cfg.topic
             )));
         };
-        let headers: Vec<(String, Vec<u8>)> = msg
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| (h.key.to_string(), h.value.unwrap_or(&[]).to_vec()))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let headers = original_headers(msg);
         self.shared
             .rt
-            .block_on(dlq.send(p, o, payload, &headers, why))?;
+            .block_on(dlq.send_with_reason(p, o, payload, &headers, reason, why))?;
         Ok(())
     }
 
@@ -284,25 +324,47 @@ impl Poller {
     }
 }
 
-/// Decodes a message value; the error text says why it is poison.
-fn decode(msg: &BorrowedMessage<'_>, payload: &[u8]) -> std::result::Result<ipc::Decoded, String> {
+/// The headers of a message as (key, value) pairs.
+fn original_headers(msg: &BorrowedMessage<'_>) -> OriginalHeaders {
+    msg.headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| (h.key.to_string(), h.value.unwrap_or(&[]).to_vec()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Decodes a message value within `limits`; the error says why it is
+/// poison.
+fn decode(
+    msg: &BorrowedMessage<'_>,
+    payload: &[u8],
+    limits: &ipc::DecodeLimits,
+) -> std::result::Result<ipc::Decoded, (Reason, String)> {
+    let undecodable = |why: String| (Reason::Undecodable, why);
     let envelope = match msg.headers() {
-        Some(h) => {
-            Envelope::from_headers(h.iter().map(|h| (h.key, h.value))).map_err(|e| e.to_string())?
-        }
+        Some(h) => Envelope::from_headers(h.iter().map(|h| (h.key, h.value)))
+            .map_err(|e| undecodable(e.to_string()))?,
         None => None,
     };
     if payload.is_empty() {
-        return Err("empty message value".into());
+        return Err(undecodable("empty message value".into()));
     }
-    let decoded = ipc::decode(payload).map_err(|e| e.to_string())?;
+    let decoded = ipc::decode_with_limits(payload, limits).map_err(|e| match e {
+        CodecError::LimitExceeded { .. } => (
+            Reason::Oversized,
+            format!("oversized: {e} (--max-decoded-bytes)"),
+        ),
+        e => undecodable(e.to_string()),
+    })?;
     if let Some(env) = envelope {
         let rows = decoded.num_rows() as u64;
         if env.rows != rows {
-            return Err(format!(
+            return Err(undecodable(format!(
                 "header says {} rows, the message holds {rows}",
                 env.rows
-            ));
+            )));
         }
     }
     Ok(decoded)

@@ -27,6 +27,7 @@ use velostream::kafka::KafkaArgs;
 use velostream::producer::{self, ProduceSummary, ProducerConfig};
 use velostream::progress::Progress;
 use velostream::source::{ParquetSource, SourceOptions};
+use velostream_codecs::envelope::{Envelope, SourceId};
 use velostream_codecs::ipc::{IpcCompression, IpcEncoder};
 
 use crate::harness::{self, TestDb};
@@ -556,6 +557,69 @@ async fn send_raw(producer: &FutureProducer, topic: &str, value: &[u8]) -> (i32,
     (delivery.partition, delivery.offset)
 }
 
+/// Sends `value` with `headers` and returns (partition, offset).
+async fn send_with_headers(
+    producer: &FutureProducer,
+    topic: &str,
+    value: &[u8],
+    headers: &[(String, Vec<u8>)],
+) -> (i32, i64) {
+    let mut h = rdkafka::message::OwnedHeaders::new_with_capacity(headers.len());
+    for (k, v) in headers {
+        h = h.insert(rdkafka::message::Header {
+            key: k,
+            value: Some(v),
+        });
+    }
+    let record: FutureRecord<'_, (), [u8]> = FutureRecord::to(topic).payload(value).headers(h);
+    let delivery = producer
+        .send(record, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|(e, _)| panic!("sending a message with headers to {topic}: {e}"));
+    (delivery.partition, delivery.offset)
+}
+
+/// Kafka headers as (key, value) pairs.
+type HeaderList = Vec<(String, Vec<u8>)>;
+
+/// A poison message sent: ((partition, offset), value, headers, expected reason).
+type SentPoison = ((i32, i64), Vec<u8>, HeaderList, &'static str);
+
+/// The envelope headers the producer would send for `batches` of `schema`,
+/// naming a made-up source, plus a foreign header.
+fn envelope_headers(schema: &Schema, rows: u64, tag: &str) -> Vec<(String, Vec<u8>)> {
+    let envelope = Envelope::new(
+        schema,
+        rows,
+        Some(SourceId {
+            file: format!("{tag}.parquet"),
+            row_group: 3,
+            slice: 1,
+        }),
+    );
+    let mut h: Vec<(String, Vec<u8>)> = envelope
+        .to_headers()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    h.push(("trace-id".into(), format!("trace-{tag}").into_bytes()));
+    h
+}
+
+/// The dead-letter reason header (see the README, "Dead letters").
+const H_REASON: &str = "velostream.dlq.reason";
+
+/// Asserts that a dead letter carries every original header unchanged.
+fn assert_carries(letter: &[(String, String)], original: &[(String, Vec<u8>)]) {
+    for (k, v) in original {
+        assert_eq!(
+            header(letter, k),
+            String::from_utf8_lossy(v),
+            "original header {k} in the dead letter {letter:?}"
+        );
+    }
+}
+
 fn raw_producer(brokers: &str) -> FutureProducer {
     ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -752,11 +816,17 @@ async fn a_message_the_transform_fails_on_goes_to_the_dead_letter_topic() {
     let encoder = IpcEncoder::new(IpcCompression::Lz4Frame).expect("encoder");
     let producer = raw_producer(&brokers);
     let mut sent = Vec::new();
-    for c in &chunks {
+    let mut originals = Vec::new();
+    for (i, c) in chunks.iter().enumerate() {
         let value = encoder
             .encode(&schema, std::slice::from_ref(c))
             .expect("encode");
-        sent.push((send_raw(&producer, &topic, &value).await, value));
+        let headers = envelope_headers(&schema, c.num_rows() as u64, &format!("chunk{i}"));
+        sent.push((
+            send_with_headers(&producer, &topic, &value, &headers).await,
+            value,
+        ));
+        originals.push(headers);
     }
 
     let transform = velostream_sql::Transform::from_file(&sql, Arc::clone(&schema))
@@ -795,6 +865,213 @@ async fn a_message_the_transform_fails_on_goes_to_the_dead_letter_topic() {
         why.to_ascii_lowercase().contains("divide by zero"),
         "the error header says why: {why}"
     );
+    assert_eq!(header(headers, H_REASON), "transform_failed");
+    // The original velostream.* envelope and foreign headers travel along.
+    assert_carries(headers, &originals[2]);
+    assert_eq!(header(headers, "velostream.file"), "chunk2.parquet");
+}
+
+/// Every kind of poison in one interleaved stream of one partition, each
+/// followed by good data: random bytes, truncated IPC, a foreign schema, a
+/// value over `max_message_bytes`, a stream claiming more than
+/// `max_decoded_bytes` decoded, and 0-row messages (no batch, an empty
+/// batch) — the stream ends with one. Asserted: the five bad messages are in
+/// the dead-letter topic in order, whole, with their original headers, the
+/// reason, source topic, partition and offset; the 0-row messages are not
+/// dead letters and their offsets are committed (the group's committed
+/// offset is the end of the partition); every good row lands exactly once
+/// (exactly-once mode, value-for-value comparison).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kind_of_poison_in_one_stream_is_handled_and_good_rows_land_once() {
+    const MAX_MESSAGE_BYTES: usize = 512 << 10;
+    const MAX_DECODED_BYTES: u64 = 4 << 20;
+    let data = taxi(20_000, 23);
+    let brokers = harness::kafka_brokers();
+    let db = TestDb::new();
+    let topic = topic("cons_poison", 1);
+    let dlq = harness::unique_name("cons_poison_dead");
+    let producer = raw_producer(&brokers);
+    let lz4 = IpcEncoder::new(IpcCompression::Lz4Frame).expect("encoder");
+    let plain = IpcEncoder::new(IpcCompression::None).expect("encoder");
+    let schema = data.schema();
+    let all = arrow_select::concat::concat_batches(&schema, &data.batches).expect("concat");
+    let n = all.num_rows();
+    let good: Vec<RecordBatch> = (0..8)
+        .map(|i| all.slice(i * n / 8, (i + 1) * n / 8 - i * n / 8))
+        .collect();
+    let encode_good = |b: &RecordBatch| {
+        lz4.encode(&schema, std::slice::from_ref(b))
+            .expect("encode")
+    };
+
+    // The poison.
+    let garbage: Vec<u8> = (0..5_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let whole = encode_good(&good[1]);
+    let truncated = whole[..whole.len() * 2 / 3].to_vec();
+    let other_schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int32, false)]));
+    let other = RecordBatch::try_new(
+        Arc::clone(&other_schema),
+        vec![Arc::new(Int32Array::from(vec![1, 2, 3]))],
+    )
+    .expect("other batch");
+    let foreign = lz4.encode(&other_schema, &[other]).expect("encode other");
+    // Valid rows of the right schema, uncompressed: too large on the wire.
+    let too_large = plain
+        .encode(&schema, std::slice::from_ref(&all))
+        .expect("encode all");
+    assert!(too_large.len() > MAX_MESSAGE_BYTES, "{}", too_large.len());
+    // One row 200,000 times: small compressed, far over the decoded limit.
+    let same_row = arrow_select::take::take_record_batch(
+        &all,
+        &arrow_array::UInt32Array::from(vec![0u32; 200_000]),
+    )
+    .expect("repeat a row");
+    let bomb = lz4.encode(&schema, &[same_row]).expect("encode bomb");
+    assert!(
+        bomb.len() < MAX_MESSAGE_BYTES && decoded_bytes(&bomb) > MAX_DECODED_BYTES,
+        "the bomb must pass the wire limit and fail the decoded one: {} bytes",
+        bomb.len()
+    );
+    // 0-row messages: a stream with no batch, and one with an empty batch.
+    let no_batch = lz4.encode(&schema, &[]).expect("encode no batch");
+    let empty_batch = lz4
+        .encode(&schema, &[all.slice(0, 0)])
+        .expect("encode empty");
+
+    // The interleaved stream. Every message has headers: the envelope for
+    // the readable ones, a tag for all.
+    let tagged = |tag: &str| vec![("trace-id".to_string(), format!("trace-{tag}").into_bytes())];
+    let mut poison: Vec<SentPoison> = Vec::new();
+    let mut zero_rows = Vec::new();
+    let mut sent = 0u64;
+    for (i, g) in good.iter().enumerate() {
+        let h = envelope_headers(&schema, g.num_rows() as u64, &format!("good{i}"));
+        send_with_headers(&producer, &topic, &encode_good(g), &h).await;
+        sent += 1;
+        let bad: Option<(&Vec<u8>, HeaderList, &'static str)> = match i {
+            0 => Some((&garbage, tagged("garbage"), "undecodable")),
+            1 => Some((&truncated, tagged("truncated"), "undecodable")),
+            2 => Some((&foreign, tagged("foreign"), "schema_mismatch")),
+            3 => Some((
+                &too_large,
+                envelope_headers(&schema, n as u64, "too_large"),
+                "oversized",
+            )),
+            4 => Some((&bomb, tagged("bomb"), "oversized")),
+            _ => None,
+        };
+        if let Some((value, h, reason)) = bad {
+            let at = send_with_headers(&producer, &topic, value, &h).await;
+            poison.push((at, value.clone(), h, reason));
+            sent += 1;
+        }
+        let zero = match i {
+            5 => Some((&no_batch, envelope_headers(&schema, 0, "no_batch"))),
+            7 => Some((&empty_batch, envelope_headers(&schema, 0, "empty_batch"))),
+            _ => None,
+        };
+        if let Some((value, h)) = zero {
+            zero_rows.push(send_with_headers(&producer, &topic, value, &h).await);
+            sent += 1;
+        }
+    }
+    let last = *zero_rows.last().expect("a 0-row message");
+
+    let mut cfg = consumer_config(&topic, &db.table("trips"));
+    cfg.dlq_topic = Some(dlq.clone());
+    cfg.exactly_once = true;
+    cfg.max_message_bytes = MAX_MESSAGE_BYTES;
+    cfg.max_decoded_bytes = MAX_DECODED_BYTES;
+    // Small inserts: good rows before and after each poison message land
+    // in separate inserts.
+    cfg.insert_rows = 2_000;
+    let group = cfg.group.clone();
+    let summary = consume(cfg).await.expect("consumer run");
+    eprintln!("poison stream: {sent} messages, {summary:?}");
+    assert_eq!(summary.messages, sent, "{summary:?}");
+    assert_eq!(summary.dead_letters, poison.len() as u64, "{summary:?}");
+    assert_eq!(summary.rows_inserted, n as u64, "{summary:?}");
+    assert_table_equals(&db, "trips", &data.batches);
+    let per_message = db.query(&format!(
+        "SELECT uniqExact(_velostream_offset) FROM {} FORMAT TSV",
+        db.table("trips")
+    ));
+    assert_eq!(
+        per_message.trim(),
+        "8",
+        "rows of exactly the 8 good messages"
+    );
+
+    let letters = read_messages(&brokers, &dlq, poison.len());
+    assert_eq!(letters.len(), poison.len(), "dead letters in {dlq}");
+    for (((p, o), value, original, reason), (payload, headers)) in poison.iter().zip(&letters) {
+        assert!(
+            payload == value,
+            "dead letter of offset {o} ({reason}): payload differs ({} vs {} bytes)",
+            payload.len(),
+            value.len()
+        );
+        assert_eq!(header(headers, H_REASON), *reason, "{headers:?}");
+        assert_eq!(header(headers, consumer::H_TOPIC), topic);
+        assert_eq!(header(headers, consumer::H_PARTITION), p.to_string());
+        assert_eq!(header(headers, consumer::H_OFFSET), o.to_string());
+        assert!(!header(headers, consumer::H_ERROR).trim().is_empty());
+        assert_carries(headers, original);
+    }
+    let why = |i: usize| header(&letters[i].1, consumer::H_ERROR).to_string();
+    assert!(
+        why(3).contains(&format!("{} bytes", too_large.len())),
+        "{}",
+        why(3)
+    );
+    assert!(why(3).contains("--max-message-bytes"), "{}", why(3));
+    assert!(why(4).contains("decompressed bytes"), "{}", why(4));
+    assert!(why(4).contains("--max-decoded-bytes"), "{}", why(4));
+
+    // The 0-row message at the end was acknowledged: the group committed
+    // the offset after it.
+    let committed = committed_offset(&brokers, &group, &topic, last.0);
+    assert_eq!(
+        committed,
+        last.1 + 1,
+        "committed offset of partition {}",
+        last.0
+    );
+}
+
+/// Decoded bytes an IPC stream claims (what the decoded-size limit checks).
+fn decoded_bytes(value: &[u8]) -> u64 {
+    let decoded = velostream_codecs::ipc::decode(value).expect("decodable");
+    decoded
+        .batches
+        .iter()
+        .map(|b| b.get_array_memory_size() as u64)
+        .sum()
+}
+
+/// The offset `group` committed for `topic`/`partition`.
+fn committed_offset(brokers: &str, group: &str, topic: &str, partition: i32) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("offset reader");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    let got = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets");
+    match got
+        .find_partition(topic, partition)
+        .expect("partition in the answer")
+        .offset()
+    {
+        rdkafka::Offset::Offset(o) => o,
+        other => panic!("no committed offset for {topic}/{partition}: {other:?}"),
+    }
 }
 
 // ------------------------------------------------------------------ 6. mismatched table
