@@ -1099,3 +1099,672 @@ fn consumer_rides_out_a_clickhouse_restart() {
     assert_eq!(got, source_sums(&batches), "checksums of {table}");
     assert!(peak_kib > 0, "peak RSS of the consumer could not be read");
 }
+
+// ------------------------------------------------------------------ rebalance: join, then leave
+
+/// How the second member leaves the group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Leave {
+    /// SIGTERM: the graceful path of ctrl-c (flush, commit, leave group).
+    Clean,
+    /// SIGKILL: nothing is flushed or committed; the group notices only
+    /// when the member's session (2 s here) expires.
+    Killed,
+}
+
+/// A consumer process, killed on drop so a failing test leaves none behind.
+struct Member {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Member {
+    fn start(args: &[String], log: PathBuf) -> Member {
+        Member {
+            child: spawn(args, &[], &log),
+            log,
+        }
+    }
+
+    fn text(&self) -> String {
+        strip_ansi(&std::fs::read_to_string(&self.log).unwrap_or_default())
+    }
+
+    /// The partition sets of every "partitions assigned" line so far.
+    fn assignments(&self) -> Vec<Vec<i32>> {
+        self.text()
+            .lines()
+            .filter(|l| l.contains("partitions assigned"))
+            .map(|l| {
+                let set = l
+                    .split("partitions={")
+                    .nth(1)
+                    .and_then(|r| r.split('}').next())
+                    .unwrap_or_else(|| panic!("no partition set in {l:?}"));
+                set.split(',')
+                    .filter(|p| !p.trim().is_empty())
+                    .map(|p| p.trim().parse().expect("partition number"))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Fails the test when the process has exited.
+    fn assert_running(&mut self, what: &str) {
+        if let Some(status) = self.child.try_wait().expect("try_wait") {
+            panic!(
+                "{what}: the member exited ({status}); log {}:\n{}",
+                self.log.display(),
+                tail(&self.log, 30)
+            );
+        }
+    }
+
+    /// Polls `cond` every 20 ms for up to `timeout`, failing when the member exits.
+    fn wait_until(&mut self, what: &str, timeout: Duration, mut cond: impl FnMut(&Member) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !cond(self) {
+            self.assert_running(what);
+            assert!(
+                Instant::now() < deadline,
+                "{what}: not within {timeout:?}; logs:\n{}",
+                all_logs(&self.log)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, then waits for a successful exit; returns the log.
+    fn terminate(&mut self) -> String {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid}");
+        let status = wait_timeout(&mut self.child, Duration::from_secs(60), &self.log, |_| {});
+        assert!(
+            status.success(),
+            "the member did not stop cleanly on SIGTERM ({status}):\n{}",
+            tail(&self.log, 30)
+        );
+        self.text()
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The last lines of every log next to `log` (all members of a scenario).
+fn all_logs(log: &Path) -> String {
+    let dir = log.parent().expect("log directory");
+    let mut out = String::new();
+    let mut logs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    logs.sort();
+    for l in logs
+        .iter()
+        .filter(|l| l.extension().is_some_and(|e| e == "log"))
+    {
+        out.push_str(&format!(
+            "--- {}\n{}\n",
+            l.display(),
+            strip_ansi(&tail(l, 25))
+        ));
+    }
+    out
+}
+
+/// Removes ANSI colour sequences (tracing colours field names).
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `N` from the "inserted N rows" of a consume summary line.
+fn inserted_rows(log: &str) -> u64 {
+    let line = log
+        .lines()
+        .find(|l| l.starts_with("consumed "))
+        .unwrap_or_else(|| panic!("no summary line in:\n{log}"));
+    line.split("inserted ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no inserted count in {line:?}"))
+}
+
+/// What one rebalance run measured.
+struct RebalanceReport {
+    batches: Vec<RecordBatch>,
+    table: String,
+    db: TestDb,
+    messages: u64,
+    b_partitions: Vec<i32>,
+}
+
+/// A member A runs alone on a 4-partition topic; member B joins and gets
+/// partitions (A's are revoked: flush + commit, then a new assignment);
+/// data keeps arriving while B owns partitions and B inserts some of it;
+/// then B leaves (`leave`) and A takes every partition back; more data
+/// arrives afterwards. Ends when the table holds at least every source row
+/// and A has been stopped with SIGTERM.
+fn rebalance_scenario(leave: Leave, exactly_once: bool, seed: u64) -> RebalanceReport {
+    const FILES: usize = 12;
+    const ROWS: u64 = 120_000;
+    let brokers = harness::kafka_brokers();
+    let url = harness::clickhouse_url();
+    let db = TestDb::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = gen_taxi(&dir.path().join("data"), ROWS, FILES, seed);
+    let topic = harness::unique_name("rel_rebalance");
+    let table = db.table("trips");
+    harness::create_topic(&brokers, &topic, 4);
+    let stored = |url: &str| {
+        harness::ch_try_query(url, &format!("SELECT count() FROM {table}"))
+            .map_or(0, |t| t.trim().parse::<u64>().unwrap_or(0))
+    };
+    // Small messages (1,000 rows): every partition gets many, so hand-overs
+    // happen between messages that are still to come.
+    let mut messages = produce(&brokers, &topic, &files[..3], 4, 1_000);
+
+    let mut args = consume_args(&brokers, &url, &topic, &topic, &table);
+    // Members run until stopped: no idle exit while a rebalance is pending.
+    let idle = args
+        .iter()
+        .position(|a| a == "--exit-when-idle")
+        .expect("idle flag");
+    args.drain(idle..idle + 2);
+    // Lane debug lines say when a member has inserted.
+    args[1] = "info,velostream::consumer::lane=debug".into();
+    let insert_rows = args
+        .iter()
+        .position(|a| a == "--insert-rows")
+        .expect("insert-rows flag");
+    args[insert_rows + 1] = "2000".into();
+    // tansu 0.6 never settles a two-member group with a 2 s session
+    // (the joining member's session expires while it waits for the join
+    // to complete, forever): 10 s, which a SIGKILLed member also needs to
+    // be noticed.
+    for a in args.iter_mut() {
+        if a == "session.timeout.ms=2000" {
+            *a = "session.timeout.ms=10000".into();
+        } else if a == "heartbeat.interval.ms=500" {
+            *a = "heartbeat.interval.ms=1000".into();
+        }
+    }
+    if exactly_once {
+        args.push("--exactly-once".into());
+    }
+    let mut a = Member::start(&args, dir.path().join("a.log"));
+    a.wait_until("A stores its first rows", Duration::from_secs(60), |_| {
+        stored(&url) > 0
+    });
+
+    let mut b = Member::start(&args, dir.path().join("b.log"));
+    b.wait_until("B gets partitions", Duration::from_secs(60), |m| {
+        m.assignments().iter().any(|p| !p.is_empty())
+    });
+    let b_partitions = b
+        .assignments()
+        .into_iter()
+        .find(|p| !p.is_empty())
+        .expect("B's partitions");
+    a.wait_until("A is assigned the rest", Duration::from_secs(60), |m| {
+        m.assignments().len() >= 2
+    });
+    assert!(
+        b_partitions.len() < 4,
+        "B took every partition: {b_partitions:?}"
+    );
+    // Data arrives while B is a member; B inserts some of it.
+    // Data keeps arriving while B is a member (one file every 400 ms);
+    // B leaves as soon as it has inserted some of it.
+    let inserts_before = b.text().matches("inserted").count();
+    let middle = {
+        let (brokers, topic, files) = (brokers.clone(), topic.clone(), files[3..8].to_vec());
+        std::thread::spawn(move || {
+            let mut messages = 0;
+            for f in &files {
+                messages += produce(&brokers, &topic, std::slice::from_ref(f), 4, 1_000);
+                std::thread::sleep(Duration::from_millis(400));
+            }
+            messages
+        })
+    };
+    b.wait_until("B inserts rows", Duration::from_secs(60), |m| {
+        m.text().matches("inserted").count() > inserts_before
+    });
+    let at_leave = stored(&url);
+    let b_rows = match leave {
+        Leave::Clean => Some(inserted_rows(&b.terminate())),
+        Leave::Killed => {
+            b.child.kill().expect("SIGKILL B");
+            b.child.wait().expect("wait B");
+            None
+        }
+    };
+    let a_assignments = a.assignments().len();
+    a.wait_until(
+        "A takes every partition back",
+        Duration::from_secs(60),
+        |m| {
+            let all = m.assignments();
+            all.len() > a_assignments && all.last().is_some_and(|p| p.len() == 4)
+        },
+    );
+    messages += middle.join().expect("producer thread");
+    // More data after the leave, for A alone.
+    messages += produce(&brokers, &topic, &files[8..], 4, 1_000);
+    a.wait_until("every row is stored", Duration::from_secs(180), |_| {
+        stored(&url) >= ROWS
+    });
+    // Late duplicates would show up in this grace period.
+    std::thread::sleep(Duration::from_secs(2));
+    let a_log = a.terminate();
+    eprintln!(
+        "reliability: rebalance ({leave:?} leave, exactly_once={exactly_once}): {messages} messages, \
+         B owned partitions {b_partitions:?}, {at_leave} rows stored when B left, B inserted {}, \
+         A inserted {}, A assignments {}",
+        b_rows.map_or("? (killed)".into(), |r| r.to_string()),
+        inserted_rows(&a_log),
+        a.assignments().len()
+    );
+    if let Some(rows) = b_rows {
+        assert!(rows > 0, "B inserted nothing before leaving");
+    }
+    assert!(at_leave < ROWS, "everything was stored before B left");
+    RebalanceReport {
+        batches: read_batches(&files),
+        table,
+        db,
+        messages,
+        b_partitions,
+    }
+}
+
+/// Exactly-once: the table equals the source (no loss, no duplicates).
+fn assert_exact(r: &RebalanceReport, what: &str) {
+    let url = &r.db.url;
+    let (missing, duplicates) =
+        compare_multisets(&source_keys(&r.batches), &table_keys(url, &r.table));
+    let want = source_sums(&r.batches);
+    let got = table_sums(url, &r.table);
+    eprintln!(
+        "reliability: {what}: {} messages, {} rows stored of {}, {missing} lost, {duplicates} duplicates \
+         (B had {:?})",
+        r.messages, got[0], want[0], r.b_partitions
+    );
+    assert_eq!(
+        (missing, duplicates),
+        (0, 0),
+        "{what}: lost and duplicated rows"
+    );
+    assert_eq!(
+        got, want,
+        "{what}: checksums (count, sums, null counts) differ from the source"
+    );
+    let per_message = ch_query(
+        url,
+        &format!(
+            "SELECT uniqExact(_velostream_partition, _velostream_offset) FROM {} FORMAT TSV",
+            r.table
+        ),
+    );
+    assert_eq!(
+        per_message.trim(),
+        r.messages.to_string(),
+        "{what}: every message stored once"
+    );
+}
+
+/// At-least-once: nothing missing; duplicates are reported.
+fn assert_nothing_missing(r: &RebalanceReport, what: &str) -> u64 {
+    let url = &r.db.url;
+    let source_rows: u64 = r.batches.iter().map(|b| b.num_rows() as u64).sum();
+    let (missing, duplicates) =
+        compare_multisets(&source_keys(&r.batches), &table_keys(url, &r.table));
+    let stored = count(url, &r.table);
+    eprintln!(
+        "reliability: {what}: {} messages, {stored} rows stored of {source_rows}, {missing} lost, \
+         {duplicates} duplicates (B had {:?})",
+        r.messages, r.b_partitions
+    );
+    assert_eq!(missing, 0, "{what}: rows lost");
+    assert_eq!(
+        stored,
+        source_rows + duplicates,
+        "{what}: row count = source rows + duplicates"
+    );
+    duplicates
+}
+
+#[test]
+fn rebalance_member_joins_then_leaves_cleanly_exactly_once() {
+    crate::require_services!(Kafka, ClickHouse);
+    let r = rebalance_scenario(Leave::Clean, true, 0x5eed_0101);
+    assert_exact(&r, "exactly-once, clean leave");
+}
+
+#[test]
+fn rebalance_member_joins_then_leaves_cleanly_at_least_once() {
+    crate::require_services!(Kafka, ClickHouse);
+    let r = rebalance_scenario(Leave::Clean, false, 0x5eed_0102);
+    let duplicates = assert_nothing_missing(&r, "at-least-once, clean leave");
+    // A clean leave flushes and commits before handing over: no replay.
+    assert_eq!(duplicates, 0, "a clean hand-over duplicated rows");
+}
+
+#[test]
+fn rebalance_member_joins_then_is_killed_exactly_once() {
+    crate::require_services!(Kafka, ClickHouse);
+    let r = rebalance_scenario(Leave::Killed, true, 0x5eed_0103);
+    assert_exact(&r, "exactly-once, SIGKILL leave");
+}
+
+#[test]
+fn rebalance_member_joins_then_is_killed_at_least_once() {
+    crate::require_services!(Kafka, ClickHouse);
+    let r = rebalance_scenario(Leave::Killed, false, 0x5eed_0104);
+    assert_nothing_missing(&r, "at-least-once, SIGKILL leave");
+}
+
+// ------------------------------------------------------------------ broker restarted mid-produce
+
+/// The tansu binary, as `infra/local/services.sh` finds it.
+fn tansu_bin() -> PathBuf {
+    if let Ok(b) = std::env::var("VELOSTREAM_TANSU_BIN") {
+        return PathBuf::from(b);
+    }
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("tansu"))
+        .find(|p| p.is_file());
+    let home = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin/tansu"));
+    on_path
+        .or(home.filter(|p| p.is_file()))
+        .unwrap_or_else(|| panic!("tansu is not installed: run {}", harness::INSTALL_COMMAND))
+}
+
+/// A private tansu on a fixed port (memory storage), killed on drop.
+struct OwnTansu {
+    child: Child,
+}
+
+impl OwnTansu {
+    fn start(port: u16, log: &Path) -> OwnTansu {
+        let out = File::create(log).expect("tansu log");
+        let err = out.try_clone().expect("tansu log");
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(tansu_bin())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("starting tansu");
+        OwnTansu { child }
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.id().to_string();
+        let ok = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("run kill");
+        assert!(ok.success(), "kill {sig} {pid} (tansu)");
+    }
+}
+
+impl Drop for OwnTansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `velostream_producer_rows_total` (rows acknowledged, counted in the
+/// delivery callback) from a producer's metrics endpoint.
+fn acked_rows_metric(addr: &str) -> Option<u64> {
+    let (status, body) =
+        harness::http_request("GET", &format!("http://{addr}/metrics"), b"").ok()?;
+    if status != 200 {
+        return None;
+    }
+    body.lines()
+        .find(|l| l.starts_with("velostream_producer_rows_total "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|v| v as u64)
+}
+
+/// Every message in `topic` (all partitions, from the start): returns
+/// (messages, distinct messages by their envelope source id, rows of the
+/// distinct messages).
+fn topic_contents(brokers: &str, topic: &str) -> (u64, u64, u64) {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Headers;
+    use rdkafka::Message;
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", harness::unique_name("restart_reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .expect("topic reader");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut messages = 0;
+    let mut seen: HashMap<String, u64> = HashMap::new();
+    let mut last = Instant::now();
+    // The high watermark cannot be trusted on tansu: read until 5 s pass
+    // without a message (after the group join).
+    while last.elapsed() < Duration::from_secs(5) {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                last = Instant::now();
+                messages += 1;
+                let h: HashMap<String, String> = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| {
+                                (
+                                    h.key.to_string(),
+                                    String::from_utf8_lossy(h.value.unwrap_or(&[])).into_owned(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let id = format!(
+                    "{}/{}/{}",
+                    h["velostream.file"], h["velostream.row_group"], h["velostream.slice"]
+                );
+                let rows: u64 = h["velostream.rows"].parse().expect("rows header");
+                seen.insert(id, rows);
+            }
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None => {}
+        }
+    }
+    (messages, seen.len() as u64, seen.values().sum())
+}
+
+/// The numbers of the producer's delivery error: "X of Y messages (R of S
+/// rows) were not acknowledged … ; A messages with B rows were acknowledged".
+fn delivery_error_counts(out: &str) -> [u64; 6] {
+    let line = out
+        .lines()
+        .find(|l| l.contains("were not acknowledged"))
+        .unwrap_or_else(|| panic!("no delivery error in:\n{out}"));
+    let nums: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|t| !t.is_empty())
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    let at = |word: &str| {
+        let i = line.find(word).expect("marker");
+        line[..i]
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|t| !t.is_empty())
+            .count()
+    };
+    let (x, y, r, s) = (nums[0], nums[1], nums[2], nums[3]);
+    let acked = at("messages with");
+    let (a, b) = (nums[acked - 1], nums[acked]);
+    [x, y, r, s, a, b]
+}
+
+/// The broker is restarted in the middle of a produce run. tansu keeps its
+/// data in memory, so the restarted broker has lost the topic (the test
+/// creates it again, as an operator would) and every message it had
+/// acknowledged: that loss is the broker's, and not what is tested. What is
+/// asserted is the producer's accounting:
+/// - the broker is frozen (SIGSTOP) before it is killed, so the rows it
+///   acknowledged are counted exactly (`acked_before`, from the delivery
+///   callback counter of the producer's metrics endpoint);
+/// - the run either succeeds, and then it claims every row, and every row not
+///   acknowledged by the first broker is in the restarted one (no silent
+///   loss); or it fails with an error naming the broker whose counts add up
+///   (not acknowledged + acknowledged = sent), and every row acknowledged
+///   after the restart is in the restarted broker;
+/// - it never hangs (time limit) and never reports success for fewer rows.
+#[test]
+fn producer_across_a_broker_restart_never_claims_unacknowledged_rows() {
+    crate::require_services!(Kafka);
+    const ROWS: u64 = 300_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = harness::free_port();
+    let brokers = format!("127.0.0.1:{port}");
+    let broker = OwnTansu::start(port, &dir.path().join("tansu-1.log"));
+    let topic = harness::unique_name("rel_restart");
+    harness::create_topic(&brokers, &topic, 2);
+    let files = gen_taxi(&dir.path().join("data"), ROWS, 1, 0x5eed_0201);
+    let metrics = format!("127.0.0.1:{}", harness::free_port());
+    let log = dir.path().join("produce.log");
+    let file = files[0].display().to_string();
+    let args: Vec<String> = [
+        "--log",
+        "warn",
+        "produce",
+        "--brokers",
+        &brokers,
+        "--topic",
+        &topic,
+        "--partitions",
+        "2",
+        "--max-rows-per-message",
+        "50",
+        "--metrics-addr",
+        &metrics,
+        // Paced by acknowledgements; lost messages fail within 30 s.
+        "-X",
+        "queue.buffering.max.messages=200",
+        "-X",
+        "message.timeout.ms=30000",
+        &file,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut producer = Member::start(&args, log.clone());
+    producer.wait_until("rows are acknowledged", Duration::from_secs(60), |_| {
+        acked_rows_metric(&metrics).is_some_and(|r| r > 0)
+    });
+    // Freeze the broker: no acknowledgement can arrive any more. Once the
+    // counter is stable it is exactly what the first broker acknowledged.
+    broker.signal("-STOP");
+    let mut acked_before = acked_rows_metric(&metrics).expect("metrics");
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = acked_rows_metric(&metrics).expect("metrics");
+        if now == acked_before {
+            break;
+        }
+        acked_before = now;
+    }
+    drop(broker); // SIGKILL
+    let restarted = OwnTansu::start(port, &dir.path().join("tansu-2.log"));
+    harness::create_topic(&brokers, &topic, 2);
+    let status = wait_timeout(&mut producer.child, Duration::from_secs(180), &log, |_| {});
+    let out = strip_ansi(&std::fs::read_to_string(&log).expect("log"));
+    let (messages, distinct, rows_after) = topic_contents(&brokers, &topic);
+    drop(restarted);
+    eprintln!(
+        "reliability: broker restart mid-produce: {acked_before} of {ROWS} rows acknowledged by the \
+         first broker; the restarted one holds {rows_after} rows in {distinct} distinct messages \
+         ({} duplicate messages); producer {status}:\n{}",
+        messages - distinct,
+        tail(&log, 5)
+    );
+    assert!(
+        acked_before > 0 && acked_before < ROWS,
+        "the restart must happen mid-run: {acked_before} of {ROWS} acknowledged before it"
+    );
+    if status.success() {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with("produced "))
+            .unwrap_or_else(|| panic!("no summary in:\n{out}"));
+        let claimed: u64 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .expect("produced N rows");
+        assert_eq!(claimed, ROWS, "a successful run claims every row: {line}");
+        assert!(
+            rows_after + acked_before >= ROWS,
+            "silent loss: {} rows acknowledged after the restart are not in the broker",
+            ROWS - acked_before - rows_after
+        );
+    } else {
+        assert!(out.contains(&brokers), "the error names {brokers}:\n{out}");
+        let [x, y, r, s, a, b] = delivery_error_counts(&out);
+        assert_eq!(
+            x + a,
+            y,
+            "messages: not acknowledged + acknowledged = sent:\n{out}"
+        );
+        assert_eq!(
+            r + b,
+            s,
+            "rows: not acknowledged + acknowledged = sent:\n{out}"
+        );
+        assert!(s <= ROWS && b < ROWS, "{out}");
+        assert!(
+            b >= acked_before,
+            "acknowledged rows went down: {b} < {acked_before}"
+        );
+        assert!(
+            rows_after >= b - acked_before,
+            "silent loss: {b} rows acknowledged, {acked_before} by the first broker, but only \
+             {rows_after} in the restarted one"
+        );
+    }
+}
