@@ -65,6 +65,19 @@ pub struct Endpoints {
     pub clickhouse_url: Option<String>,
     /// Prometheus URL, `http://127.0.0.1:PORT`.
     pub prometheus_url: Option<String>,
+    /// ClickHouse HTTPS URL, `https://127.0.0.1:PORT`, when started with
+    /// [`LocalServices::start_with_tls`].
+    pub clickhouse_https_url: Option<String>,
+}
+
+/// Server certificate and private key (PEM files) for
+/// [`LocalServices::start_with_tls`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Certificate (chain) presented by the servers.
+    pub cert: PathBuf,
+    /// Its private key, unencrypted.
+    pub key: PathBuf,
 }
 
 /// Options for [`LocalServices::start`].
@@ -94,6 +107,27 @@ impl LocalServices {
     /// Starts `services` (or reuses healthy running instances in the same
     /// state directory) and waits until each passes its health check.
     pub fn start(services: &[Service], opts: &LocalOptions) -> Result<LocalServices> {
+        Self::start_inner(services, opts, None)
+    }
+
+    /// Like [`start`](Self::start), with TLS: Kafka then accepts only TLS
+    /// clients (`security.protocol=ssl`) at [`Endpoints::brokers`], and
+    /// ClickHouse serves HTTPS at [`Endpoints::clickhouse_https_url`] besides
+    /// plain HTTP. Use a state directory of its own: an instance running
+    /// without TLS in the same directory is not reused (an error says so).
+    pub fn start_with_tls(
+        services: &[Service],
+        opts: &LocalOptions,
+        tls: &TlsFiles,
+    ) -> Result<LocalServices> {
+        Self::start_inner(services, opts, Some(tls))
+    }
+
+    fn start_inner(
+        services: &[Service],
+        opts: &LocalOptions,
+        tls: Option<&TlsFiles>,
+    ) -> Result<LocalServices> {
         let script = infra_dir()?.join("local").join("services.sh");
         let mut handle = LocalServices {
             script,
@@ -113,6 +147,12 @@ impl LocalServices {
             if let Some(pid) = opts.owner_pid {
                 args.push("--owner-pid".into());
                 args.push(pid.to_string());
+            }
+            if let Some(tls) = tls {
+                args.push("--tls-cert".into());
+                args.push(tls.cert.display().to_string());
+                args.push("--tls-key".into());
+                args.push(tls.key.display().to_string());
             }
             // On error the handle drops and stops what was started so far.
             let stdout = handle.run(&args)?;
@@ -187,7 +227,8 @@ impl LocalServices {
                     parsed
                         .clickhouse_url
                         .ok_or_else(|| missing("VELOSTREAM_CLICKHOUSE_URL"))?,
-                )
+                );
+                self.endpoints.clickhouse_https_url = parsed.clickhouse_https_url;
             }
             Service::Prometheus => {
                 self.endpoints.prometheus_url = Some(
@@ -248,6 +289,7 @@ impl Drop for LocalServices {
 struct ScriptOutput {
     brokers: Option<String>,
     clickhouse_url: Option<String>,
+    clickhouse_https_url: Option<String>,
     prometheus_url: Option<String>,
     prometheus_targets: Option<PathBuf>,
     started: Vec<Service>,
@@ -264,6 +306,7 @@ fn parse_output(stdout: &str) -> ScriptOutput {
         match key.trim() {
             "VELOSTREAM_BROKERS" => out.brokers = Some(value),
             "VELOSTREAM_CLICKHOUSE_URL" => out.clickhouse_url = Some(value),
+            "VELOSTREAM_CLICKHOUSE_HTTPS_URL" => out.clickhouse_https_url = Some(value),
             "VELOSTREAM_PROMETHEUS_URL" => out.prometheus_url = Some(value),
             "VELOSTREAM_PROMETHEUS_TARGETS" => out.prometheus_targets = Some(PathBuf::from(value)),
             "VELOSTREAM_STARTED" => {
@@ -350,7 +393,12 @@ mod tests {
             "VELOSTREAM_BROKERS=127.0.0.1:9092\nnoise\nVELOSTREAM_STARTED=kafka\n\
              VELOSTREAM_CLICKHOUSE_URL=http://127.0.0.1:8123\n\
              VELOSTREAM_PROMETHEUS_URL=http://127.0.0.1:9090\n\
-             VELOSTREAM_PROMETHEUS_TARGETS=/tmp/x/targets.json\nOTHER=1\n",
+             VELOSTREAM_PROMETHEUS_TARGETS=/tmp/x/targets.json\nOTHER=1\n\
+             VELOSTREAM_CLICKHOUSE_HTTPS_URL=https://127.0.0.1:8443\n",
+        );
+        assert_eq!(
+            out.clickhouse_https_url.as_deref(),
+            Some("https://127.0.0.1:8443")
         );
         assert_eq!(out.brokers.as_deref(), Some("127.0.0.1:9092"));
         assert_eq!(out.clickhouse_url.as_deref(), Some("http://127.0.0.1:8123"));

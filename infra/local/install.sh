@@ -6,7 +6,8 @@
 #
 # - Debian packages (apt-get update once, only when something is missing):
 #   clickhouse-server, prometheus, docker-compose (compose validation only),
-#   the C toolchain rdkafka's bundled librdkafka needs, curl, python3-venv.
+#   the C toolchain rdkafka's bundled librdkafka needs (libssl-dev for its
+#   `ssl` feature), openssl (test certificates), curl, python3-venv.
 # - tansu 0.6.0 (Kafka-protocol broker) via `cargo install`, only when
 #   `tansu --version` does not already report 0.6.0. VELOSTREAM_TANSU_DEBUG=1
 #   builds it with --debug (about 6.5 min instead of 13 min on 2 cores).
@@ -41,6 +42,8 @@ APT_PACKAGES=(
     "make:make"
     "pkg-config:pkg-config"
     "zlib1g-dev:"
+    "libssl-dev:"
+    "openssl:openssl"
     "curl:curl"
     "ca-certificates:"
     "python3:python3"

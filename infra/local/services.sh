@@ -5,6 +5,7 @@
 #
 #   infra/local/services.sh start|stop|status <kafka|clickhouse|prometheus|all>
 #                           [--state-dir DIR] [--owner-pid PID] [--timeout SECONDS]
+#                           [--tls-cert PEM --tls-key PEM]
 #
 # stdout carries only KEY=VALUE endpoint lines (for scripts and for
 # velostream::local); human-readable logs go to stderr.
@@ -14,6 +15,14 @@
 #   VELOSTREAM_PROMETHEUS_URL=http://127.0.0.1:PORT
 #   VELOSTREAM_PROMETHEUS_TARGETS=DIR/prometheus/targets.json   (file_sd target file)
 #   VELOSTREAM_STARTED=<svc>          (only when this call started it; absent on reuse)
+#
+# With --tls-cert/--tls-key (server certificate and key, PEM):
+# - kafka serves TLS only (security.protocol=ssl) on the printed port, through
+#   infra/local/tansu_tls_proxy.py in front of tansu (tansu 0.6.0 cannot take
+#   --cert and --key together);
+# - clickhouse keeps its plain HTTP port (health checks) and also serves
+#   HTTPS, printed as VELOSTREAM_CLICKHOUSE_HTTPS_URL=https://127.0.0.1:PORT.
+# A running instance is reused only when its TLS setting matches the request.
 #
 # Behaviour:
 # - start is idempotent: a healthy running instance is reused and its
@@ -40,7 +49,7 @@ die() {
     exit 1
 }
 usage() {
-    sed -n '2,12p' "$SCRIPT_PATH" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,13p' "$SCRIPT_PATH" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -180,7 +189,13 @@ healthy() {
     case "$svc" in
         clickhouse) [[ "$(http_get "http://127.0.0.1:$port/ping")" == "Ok." ]] ;;
         prometheus) http_get "http://127.0.0.1:$port/-/ready" >/dev/null ;;
-        kafka) tcp_open "$port" && kafka_metadata_ok "$port" ;;
+        kafka)
+            if [[ "$(tls_mode kafka)" == tls ]]; then
+                tcp_open "$port" && kafka_metadata_ok "$port" ssl
+            else
+                tcp_open "$port" && kafka_metadata_ok "$port"
+            fi
+            ;;
     esac
 }
 
@@ -188,20 +203,55 @@ healthy() {
 # when that venv exists (it is what install.sh creates); a TCP connect
 # otherwise.
 kafka_metadata_ok() {
-    local py="$REPO_ROOT/.venv/bin/python"
+    local py="$REPO_ROOT/.venv/bin/python" protocol="${2:-plaintext}"
     [[ -x "$py" ]] || return 0
-    "$py" - "127.0.0.1:$1" <<'PY' >/dev/null 2>&1
+    "$py" - "127.0.0.1:$1" "$protocol" <<'PY' >/dev/null 2>&1
 import sys
 from confluent_kafka.admin import AdminClient
-md = AdminClient({"bootstrap.servers": sys.argv[1]}).list_topics(timeout=3)
+conf = {"bootstrap.servers": sys.argv[1], "security.protocol": sys.argv[2]}
+if sys.argv[2] == "ssl":
+    # Liveness only: the certificate is checked by the clients under test.
+    conf["enable.ssl.certificate.verification"] = "false"
+md = AdminClient(conf).list_topics(timeout=3)
 sys.exit(0 if md.brokers else 1)
 PY
+}
+
+# "tls" when SVC's instance in the state directory was started with TLS.
+tls_mode() {
+    if [[ -f "$(svc_dir "$1")/tls" ]]; then echo tls; else echo plain; fi
+}
+
+requested_tls_mode() {
+    if [[ -n "$TLS_CERT" ]]; then echo tls; else echo plain; fi
+}
+
+python_bin() {
+    if [[ -x "$REPO_ROOT/.venv/bin/python" ]]; then
+        echo "$REPO_ROOT/.venv/bin/python"
+    else
+        command -v python3 || die "python3 is needed for the Kafka TLS proxy: $INSTALL_HINT"
+    fi
 }
 
 # ------------------------------------------------------------ configuration
 
 write_clickhouse_config() {
-    local dir="$1" http_port="$2" tcp_port="$3"
+    local dir="$1" http_port="$2" tcp_port="$3" https_port="${4:-}" tls_xml=""
+    if [[ -n "$https_port" ]]; then
+        tls_xml="<https_port>$https_port</https_port>
+    <openSSL>
+        <server>
+            <certificateFile>$TLS_CERT</certificateFile>
+            <privateKeyFile>$TLS_KEY</privateKeyFile>
+            <verificationMode>none</verificationMode>
+            <loadDefaultCAFile>false</loadDefaultCAFile>
+            <cacheSessions>true</cacheSessions>
+            <disableProtocols>sslv2,sslv3</disableProtocols>
+            <preferServerCiphers>true</preferServerCiphers>
+        </server>
+    </openSSL>"
+    fi
     mkdir -p "$dir/data" "$dir/tmp" "$dir/user_files" "$dir/format_schemas" "$dir/logs"
     cat >"$dir/users.xml" <<'XML'
 <?xml version="1.0"?>
@@ -254,6 +304,7 @@ XML
     <listen_host>127.0.0.1</listen_host>
     <http_port>$http_port</http_port>
     <tcp_port>$tcp_port</tcp_port>
+    $tls_xml
     <max_connections>1024</max_connections>
     <keep_alive_timeout>10</keep_alive_timeout>
     <max_concurrent_queries>100</max_concurrent_queries>
@@ -314,7 +365,12 @@ write_endpoints() {
     local svc="$1" dir="$2" port="$3"
     case "$svc" in
         kafka) echo "VELOSTREAM_BROKERS=127.0.0.1:$port" ;;
-        clickhouse) echo "VELOSTREAM_CLICKHOUSE_URL=http://127.0.0.1:$port" ;;
+        clickhouse)
+            echo "VELOSTREAM_CLICKHOUSE_URL=http://127.0.0.1:$port"
+            if [[ -f "$dir/tls" ]]; then
+                echo "VELOSTREAM_CLICKHOUSE_HTTPS_URL=https://127.0.0.1:$(cat "$dir/https_port")"
+            fi
+            ;;
         prometheus)
             echo "VELOSTREAM_PROMETHEUS_URL=http://127.0.0.1:$port"
             echo "VELOSTREAM_PROMETHEUS_TARGETS=$dir/targets.json"
@@ -330,19 +386,38 @@ start_attempt() {
     local svc="$1" bin="$2" dir port pid deadline
     dir="$(svc_dir "$svc")"
     port="$(free_port)"
+    rm -f "$dir/tls"
+    [[ -z "$TLS_CERT" ]] || echo tls >"$dir/tls"
     case "$svc" in
         kafka)
-            # tansu 0.6.0 opens no other port. Memory storage: topics and
-            # messages are gone after a restart.
-            pid="$(launch "$dir" "$bin" broker \
-                --listener-url "tcp://127.0.0.1:$port" \
-                --advertised-listener-url "tcp://127.0.0.1:$port" \
-                --storage-engine "memory://tansu/")"
+            if [[ -n "$TLS_CERT" ]]; then
+                # TLS on $port, relayed to tansu on an inner plain port; tansu
+                # advertises $port so clients always come back through TLS.
+                local inner
+                inner="$(free_port)"
+                pid="$(launch "$dir" "$(python_bin)" "$REPO_ROOT/infra/local/tansu_tls_proxy.py" \
+                    --listen "127.0.0.1:$port" --upstream "127.0.0.1:$inner" \
+                    --cert "$TLS_CERT" --key "$TLS_KEY" -- "$bin" broker \
+                    --listener-url "tcp://127.0.0.1:$inner" \
+                    --advertised-listener-url "tcp://127.0.0.1:$port" \
+                    --storage-engine "memory://tansu/")"
+            else
+                # tansu 0.6.0 opens no other port. Memory storage: topics and
+                # messages are gone after a restart.
+                pid="$(launch "$dir" "$bin" broker \
+                    --listener-url "tcp://127.0.0.1:$port" \
+                    --advertised-listener-url "tcp://127.0.0.1:$port" \
+                    --storage-engine "memory://tansu/")"
+            fi
             ;;
         clickhouse)
-            local tcp_port
+            local tcp_port https_port=""
             tcp_port="$(free_port)"
-            write_clickhouse_config "$dir" "$port" "$tcp_port"
+            if [[ -n "$TLS_CERT" ]]; then
+                https_port="$(free_port)"
+                echo "$https_port" >"$dir/https_port"
+            fi
+            write_clickhouse_config "$dir" "$port" "$tcp_port" "$https_port"
             if [[ "$(basename "$bin")" == "clickhouse" ]]; then
                 pid="$(launch "$dir" "$bin" server "--config-file=$dir/config.xml")"
             else
@@ -390,6 +465,10 @@ start_one() {
     exec 9>"$dir/lock"
     flock 9
     if pid="$(running_pid "$svc")"; then
+        if [[ "$(tls_mode "$svc")" != "$(requested_tls_mode)" ]]; then
+            exec 9>&-
+            die "$svc: the instance running in $STATE_DIR (pid $pid) was started $(tls_mode "$svc"), not $(requested_tls_mode) as requested; stop it first or use another --state-dir"
+        fi
         if [[ -f "$dir/port" && -f "$dir/endpoints" ]] && healthy "$svc" "$(cat "$dir/port")"; then
             log "$svc: already running (pid $pid), reusing it"
             cat "$dir/endpoints"
@@ -526,6 +605,8 @@ TARGET="${2:-}"
 shift 2
 STATE_DIR="$REPO_ROOT/.velostream/local"
 OWNER_PID=""
+TLS_CERT=""
+TLS_KEY=""
 TIMEOUT="${VELOSTREAM_SERVICES_TIMEOUT:-60}"
 while (($#)); do
     case "$1" in
@@ -535,12 +616,20 @@ while (($#)); do
         --owner-pid=*) OWNER_PID="${1#*=}"; shift ;;
         --timeout) TIMEOUT="${2:?--timeout needs a value}"; shift 2 ;;
         --timeout=*) TIMEOUT="${1#*=}"; shift ;;
+        --tls-cert) TLS_CERT="${2:?--tls-cert needs a value}"; shift 2 ;;
+        --tls-key) TLS_KEY="${2:?--tls-key needs a value}"; shift 2 ;;
         -h | --help) usage ;;
         *) log "unknown argument: $1"; usage ;;
     esac
 done
 [[ -z "$OWNER_PID" || "$OWNER_PID" =~ ^[0-9]+$ ]] || die "--owner-pid must be a pid, got '$OWNER_PID'"
 [[ "$TIMEOUT" =~ ^[0-9]+$ ]] || die "--timeout must be whole seconds, got '$TIMEOUT'"
+[[ -z "$TLS_CERT" && -z "$TLS_KEY" || -n "$TLS_CERT" && -n "$TLS_KEY" ]] || die "--tls-cert and --tls-key go together"
+for f in "$TLS_CERT" "$TLS_KEY"; do
+    [[ -z "$f" || -r "$f" ]] || die "TLS file $f is not readable"
+done
+[[ -z "$TLS_CERT" ]] || TLS_CERT="$(cd "$(dirname "$TLS_CERT")" && pwd)/$(basename "$TLS_CERT")"
+[[ -z "$TLS_KEY" ]] || TLS_KEY="$(cd "$(dirname "$TLS_KEY")" && pwd)/$(basename "$TLS_KEY")"
 mkdir -p "$STATE_DIR"
 STATE_DIR="$(cd "$STATE_DIR" && pwd)"
 

@@ -14,7 +14,7 @@ use crate::{Error, Result};
 /// ClickHouse connection flags (shared by consume and bench).
 #[derive(Clone, Debug, clap::Args)]
 pub struct ClickHouseArgs {
-    /// ClickHouse HTTP endpoint, e.g. http://127.0.0.1:8123 (no credentials in the URL).
+    /// ClickHouse HTTP(S) endpoint, e.g. http://127.0.0.1:8123 or https://HOST:8443 (no credentials in the URL).
     #[arg(long, env = "VELOSTREAM_CLICKHOUSE_URL")]
     pub clickhouse_url: String,
 
@@ -25,6 +25,10 @@ pub struct ClickHouseArgs {
     /// ClickHouse password (prefer the environment variable; never printed).
     #[arg(long, env = "VELOSTREAM_CLICKHOUSE_PASSWORD", hide_env_values = true)]
     pub clickhouse_password: Option<String>,
+
+    /// Extra CA certificate (PEM) trusted for an https:// URL, besides the system trust store.
+    #[arg(long, env = "VELOSTREAM_CLICKHOUSE_CA_CERT", value_name = "PEM")]
+    pub clickhouse_ca_cert: Option<PathBuf>,
 
     /// Compression of insert bodies: lz4 or none.
     #[arg(long, default_value = "lz4", value_parser = ["lz4", "none"])]
@@ -37,6 +41,7 @@ impl ClickHouseArgs {
         let mut c = ClickHouseConfig::new(self.clickhouse_url.clone());
         c.user = self.clickhouse_user.clone();
         c.password = self.clickhouse_password.clone().map(Secret::new);
+        c.ca_cert = self.clickhouse_ca_cert.clone();
         c.compression = if self.clickhouse_compression == "none" {
             InsertCompression::None
         } else {

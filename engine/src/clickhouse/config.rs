@@ -1,10 +1,15 @@
 //! Connection settings for the ClickHouse HTTP interface.
 //!
+//! `http://` and `https://` endpoints are accepted; `https` verifies the
+//! server against the system trust store plus an optional extra CA
+//! ([`ClickHouseConfig::ca_cert`]).
+//!
 //! Credentials never travel inside the URL: a URL with a `user:pass@`
 //! part is rejected (its credentials are not echoed), and the password lives in
 //! a [`Secret`] whose `Debug` and `Display` print `***`.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::{Error, Result};
@@ -108,6 +113,9 @@ pub struct ClickHouseConfig {
     pub compression: InsertCompression,
     /// Time limit of every request, connection included.
     pub timeout: Duration,
+    /// Extra CA certificate (PEM) trusted for `https://` URLs, in addition
+    /// to the system trust store.
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl ClickHouseConfig {
@@ -120,28 +128,46 @@ impl ClickHouseConfig {
             password: None,
             compression: InsertCompression::default(),
             timeout: DEFAULT_TIMEOUT,
+            ca_cert: None,
         }
+    }
+
+    /// True when the URL's scheme is `https`.
+    pub fn is_https(&self) -> bool {
+        self.url
+            .trim()
+            .split_once("://")
+            .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("https"))
     }
 
     /// Checks the URL and the timeout.
     ///
-    /// Rejected: schemes other than `http` (no TLS support is built in), a
-    /// missing host, `user[:password]@` credentials (set `user`/`password`
+    /// Rejected: schemes other than `http` and `https`, a CA certificate
+    /// with an `http://` URL, a missing host, `user[:password]@` credentials (set `user`/`password`
     /// instead; the error does not repeat them), a query string or fragment,
     /// and a zero timeout.
     pub fn validate(&self) -> Result<()> {
         let url = self.url.trim();
         let Some((scheme, rest)) = url.split_once("://") else {
             return Err(Error::Config(format!(
-                "ClickHouse URL {:?} has no scheme: expected http://HOST:PORT",
+                "ClickHouse URL {:?} has no scheme: expected http://HOST:PORT or https://HOST:PORT",
                 redact_userinfo(url)
             )));
         };
-        if !scheme.eq_ignore_ascii_case("http") {
+        if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
             return Err(Error::Config(format!(
-                "ClickHouse URL {:?}: scheme {scheme:?} is not supported, use http://",
+                "ClickHouse URL {:?}: scheme {scheme:?} is not supported, use http:// or https://",
                 redact_userinfo(url)
             )));
+        }
+        if let Some(ca) = &self.ca_cert {
+            if !scheme.eq_ignore_ascii_case("https") {
+                return Err(Error::Config(format!(
+                    "ClickHouse CA certificate {} is given but URL {:?} is not https://",
+                    ca.display(),
+                    redact_userinfo(url)
+                )));
+            }
         }
         let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         let authority = &rest[..authority_end];
@@ -211,6 +237,8 @@ mod tests {
             "http://127.0.0.1:8123/",
             "HTTP://localhost:8123/",
             "http://[::1]:8123",
+            "https://127.0.0.1:8443",
+            "HTTPS://clickhouse.example.com/",
         ] {
             ClickHouseConfig::new(url).validate().unwrap();
         }
@@ -232,7 +260,8 @@ mod tests {
     fn rejects_other_bad_urls() {
         for url in [
             "127.0.0.1:8123",
-            "https://127.0.0.1:8443",
+            "ftp://127.0.0.1:8443",
+            "https://",
             "http://",
             "http:///x",
             "http://127.0.0.1:8123/?database=x",
@@ -246,6 +275,17 @@ mod tests {
         let mut cfg = ClickHouseConfig::new("http://127.0.0.1:8123");
         cfg.timeout = Duration::ZERO;
         assert!(cfg.validate().is_err());
+        // A CA certificate only makes sense with https.
+        let mut cfg = ClickHouseConfig::new("http://127.0.0.1:8123");
+        cfg.ca_cert = Some(PathBuf::from("/tmp/ca.pem"));
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("/tmp/ca.pem") && err.contains("https"),
+            "{err}"
+        );
+        cfg.url = "https://127.0.0.1:8443".into();
+        cfg.validate().unwrap();
+        assert!(cfg.is_https());
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -24,6 +25,80 @@ use super::table::TableRef;
 use super::tsv;
 use super::version::ServerVersion;
 use crate::{Error, Result};
+
+/// TCP keepalive and idle-pool settings of the `clickhouse` crate's own
+/// default HTTP client, mirrored by [`https_client_with_ca`].
+const TCP_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(60);
+const POOL_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The HTTP(S) client the `clickhouse` crate builds by default (hyper,
+/// native-tls, keepalive 60 s, idle pool timeout 2 s) as a ClickHouse client, trusting the PEM
+/// certificate(s) in `ca` in addition to the system trust store.
+fn https_client_with_ca(ca: &Path) -> Result<Client> {
+    use hyper_tls::native_tls;
+    use hyper_util::client::legacy::connect::HttpConnector;
+    let what = || format!("ClickHouse CA certificate {}", ca.display());
+    let pem = std::fs::read(ca).map_err(|e| Error::io(what(), e))?;
+    let mut tls = native_tls::TlsConnector::builder();
+    let mut found = 0;
+    for block in pem_blocks(&pem) {
+        let cert = native_tls::Certificate::from_pem(block)
+            .map_err(|e| Error::Config(format!("{}: not a PEM certificate: {e}", what())))?;
+        tls.add_root_certificate(cert);
+        found += 1;
+    }
+    if found == 0 {
+        return Err(Error::Config(format!(
+            "{}: no PEM certificate (-----BEGIN CERTIFICATE-----) in it",
+            what()
+        )));
+    }
+    let tls = tls
+        .build()
+        .map_err(|e| Error::Config(format!("{}: TLS setup failed: {e}", what())))?;
+    let mut http = HttpConnector::new();
+    http.set_keepalive(Some(TCP_KEEPALIVE));
+    http.enforce_http(false);
+    let https = hyper_tls::HttpsConnector::from((http, tls.into()));
+    let hyper = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .build(https);
+    Ok(Client::with_http_client(hyper))
+}
+
+/// The `-----BEGIN CERTIFICATE----- … -----END CERTIFICATE-----` blocks of a
+/// PEM file (a CA bundle may hold several).
+fn pem_blocks(pem: &[u8]) -> Vec<&[u8]> {
+    const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
+    const END: &[u8] = b"-----END CERTIFICATE-----";
+    let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
+    let mut out = Vec::new();
+    let mut rest = pem;
+    while let Some(b) = find(rest, BEGIN) {
+        let Some(e) = find(&rest[b..], END) else {
+            break;
+        };
+        let end = b + e + END.len();
+        out.push(&rest[b..end]);
+        rest = &rest[end..];
+    }
+    out
+}
+
+/// Whether a connection error text describes a failed TLS handshake or
+/// certificate check (OpenSSL's and native-tls's wording).
+fn is_tls_failure(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    [
+        "certificate",
+        "handshake",
+        "ssl routines",
+        "tls",
+        "wrong version number",
+    ]
+    .iter()
+    .any(|p| m.contains(p))
+}
 
 /// Uncompressed bytes per compressed block of an INSERT body (ClickHouse's
 /// own default block size, 1 MiB).
@@ -72,7 +147,11 @@ impl ClickHouse {
     /// client. No request is made until the first call.
     pub fn new(cfg: ClickHouseConfig) -> Result<Self> {
         cfg.validate()?;
-        let mut base = Client::default()
+        let client = match &cfg.ca_cert {
+            Some(ca) => https_client_with_ca(ca)?,
+            None => Client::default(),
+        };
+        let mut base = client
             .with_url(cfg.url.trim().trim_end_matches('/'))
             .with_validation(false);
         match (&cfg.user, &cfg.password) {
@@ -125,6 +204,22 @@ impl ClickHouse {
         };
         // Connection-level failures: say which server could not be reached.
         Err(match err {
+            // A TLS failure does not heal by retrying.
+            Error::ClickHouse {
+                context,
+                message,
+                code: None,
+                transient: true,
+            } if is_tls_failure(&message) => Error::ClickHouse {
+                context,
+                message: format!(
+                    "{message} (TLS with server {}: is its certificate signed by a CA in the \
+                     system trust store or in --clickhouse-ca-cert?)",
+                    self.cfg.url
+                ),
+                code: None,
+                transient: false,
+            },
             Error::ClickHouse {
                 context,
                 message,
@@ -412,6 +507,43 @@ fn abbreviate(sql: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pem_blocks_split_a_bundle() {
+        let pem = b"junk\n-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----\n\
+            -----BEGIN PRIVATE KEY-----\nK\n-----END PRIVATE KEY-----\n\
+            -----BEGIN CERTIFICATE-----\nBBB\n-----END CERTIFICATE-----\n";
+        let blocks = pem_blocks(pem);
+        assert_eq!(blocks.len(), 2);
+        assert!(blocks[0].ends_with(b"-----END CERTIFICATE-----"));
+        assert!(String::from_utf8_lossy(blocks[1]).contains("BBB"));
+        assert!(pem_blocks(b"no pem here").is_empty());
+    }
+
+    #[test]
+    fn ca_file_problems_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = ClickHouseConfig::new("https://127.0.0.1:1");
+        cfg.ca_cert = Some(dir.path().join("missing.pem"));
+        let err = ClickHouse::new(cfg.clone()).unwrap_err().to_string();
+        assert!(err.contains("missing.pem"), "{err}");
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate").unwrap();
+        cfg.ca_cert = Some(empty);
+        let err = ClickHouse::new(cfg).unwrap_err().to_string();
+        assert!(
+            err.contains("empty.pem") && err.contains("no PEM certificate"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn tls_failures_are_recognised() {
+        assert!(is_tls_failure(
+            "error:0A000086:SSL routines:tls_post_process_server_certificate:certificate verify failed"
+        ));
+        assert!(!is_tls_failure("Connection refused (os error 111)"));
+    }
 
     #[test]
     fn abbreviates_long_sql() {

@@ -8,16 +8,20 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 
+use super::config::ErrorMemo;
 use super::KafkaArgs;
 use crate::{Error, Result};
 
 /// How long metadata requests may take before the broker counts as unreachable.
 pub const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn metadata_client(kafka: &KafkaArgs) -> Result<BaseConsumer> {
+fn metadata_client(kafka: &KafkaArgs) -> Result<BaseConsumer<ErrorMemo>> {
     let mut c = kafka.client_config()?;
+    // Repeated connection failures are logged at debug level; the memo
+    // needs them (tracing still filters what is printed).
+    c.set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
     kafka.apply_overrides(&mut c)?;
-    c.create()
+    c.create_with_context(ErrorMemo::new(kafka))
         .map_err(|e| Error::kafka(format!("creating a client for {}", kafka.brokers), e))
 }
 
@@ -27,7 +31,7 @@ pub fn partition_count(kafka: &KafkaArgs, topic: &str) -> Result<Option<usize>> 
     let client = metadata_client(kafka)?;
     let md = client
         .fetch_metadata(Some(topic), METADATA_TIMEOUT)
-        .map_err(|e| unreachable_or(kafka, topic, e))?;
+        .map_err(|e| unreachable_or(kafka, topic, e, &client))?;
     let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
         return Ok(None);
     };
@@ -45,10 +49,25 @@ pub fn partition_count(kafka: &KafkaArgs, topic: &str) -> Result<Option<usize>> 
     }
 }
 
-fn unreachable_or(kafka: &KafkaArgs, topic: &str, e: rdkafka::error::KafkaError) -> Error {
+fn unreachable_or(
+    kafka: &KafkaArgs,
+    topic: &str,
+    e: rdkafka::error::KafkaError,
+    client: &BaseConsumer<ErrorMemo>,
+) -> Error {
+    // Serve queued error events so the memo learns why (TLS, SASL, refused).
+    // A poll serves at most one event; errors and logs return None.
+    for _ in 0..200 {
+        let _ = client.poll(Duration::ZERO);
+    }
+    let why = client
+        .context()
+        .last()
+        .map(|r| format!("; last broker error: {r}"))
+        .unwrap_or_default();
     Error::kafka(
         format!(
-            "fetching metadata for topic {topic:?} from {} (is the broker running and reachable?)",
+            "fetching metadata for topic {topic:?} from {} (is the broker running and reachable?{why})",
             kafka.brokers
         ),
         e,
