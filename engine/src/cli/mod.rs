@@ -2,12 +2,16 @@
 //! each subcommand. `main.rs` only parses and calls [`run`].
 
 pub mod bench;
+pub mod config_file;
 pub mod consume;
 pub mod gen;
 pub mod produce;
 mod signals;
 
-use clap::{Parser, Subcommand};
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{CommandFactory, Parser, Subcommand};
 
 pub use signals::stop_flag;
 
@@ -18,6 +22,13 @@ pub struct Cli {
     /// Log filter (tracing env-filter syntax), e.g. `info` or `velostream=debug`.
     #[arg(long, global = true, env = "VELOSTREAM_LOG", default_value = "warn")]
     pub log: String,
+
+    /// TOML file with default values for any flag of the subcommand: keys are
+    /// long flag names (`brokers = "127.0.0.1:9092"`), optionally in a
+    /// `[produce]`/`[consume]`/`[bench]`/`[gen]` section. Flags and
+    /// environment variables win over the file.
+    #[arg(long, global = true, env = config_file::ENV, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -47,6 +58,25 @@ pub enum Command {
     Consume(consume::ConsumeArgs),
     /// Run, measure and validate the whole pipeline end to end.
     Bench(bench::BenchArgs),
+}
+
+impl Cli {
+    /// Parses `args` (program name first) after merging the `--config` file
+    /// (see [`config_file`]); a config file problem is returned as an error,
+    /// a command-line problem as clap's error.
+    pub fn try_parse_with_config(args: Vec<OsString>) -> std::result::Result<Cli, ParseError> {
+        let args = config_file::expand(&Cli::command(), args).map_err(ParseError::Config)?;
+        Cli::try_parse_from(args).map_err(ParseError::Clap)
+    }
+}
+
+/// Why [`Cli::try_parse_with_config`] failed.
+#[derive(Debug)]
+pub enum ParseError {
+    /// The config file is missing, unreadable or invalid.
+    Config(crate::Error),
+    /// The command line (with the file's settings) is invalid, or help/version was asked for.
+    Clap(clap::Error),
 }
 
 /// Runs the parsed command line.
