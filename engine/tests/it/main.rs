@@ -13,6 +13,7 @@ mod native_chdb;
 mod native_clickhouse;
 mod producer;
 mod reliability;
+mod security;
 mod source_discover;
 mod source_fixtures;
 mod source_schema;
