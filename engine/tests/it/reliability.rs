@@ -1108,7 +1108,9 @@ enum Leave {
     /// SIGTERM: the graceful path of ctrl-c (flush, commit, leave group).
     Clean,
     /// SIGKILL: nothing is flushed or committed; the group notices only
-    /// when the member's session (2 s here) expires.
+    /// when the member's session (10 s here) expires. tansu 0.6 then keeps
+    /// the dead member and assigns it partitions again, so the killed member
+    /// is restarted (as a supervisor would) and the new process takes them.
     Killed,
 }
 
@@ -1263,9 +1265,11 @@ struct RebalanceReport {
 /// A member A runs alone on a 4-partition topic; member B joins and gets
 /// partitions (A's are revoked: flush + commit, then a new assignment);
 /// data keeps arriving while B owns partitions and B inserts some of it;
-/// then B leaves (`leave`) and A takes every partition back; more data
-/// arrives afterwards. Ends when the table holds at least every source row
-/// and A has been stopped with SIGTERM.
+/// then B leaves (`leave`) and A takes every partition back (after a
+/// SIGKILL: the session expires, and a restarted B takes what tansu still
+/// assigns to the dead one); more data arrives afterwards. Ends when the
+/// table holds at least every source row and every member has been stopped
+/// with SIGTERM.
 fn rebalance_scenario(leave: Leave, exactly_once: bool, seed: u64) -> RebalanceReport {
     const FILES: usize = 12;
     const ROWS: u64 = 120_000;
@@ -1362,14 +1366,40 @@ fn rebalance_scenario(leave: Leave, exactly_once: bool, seed: u64) -> RebalanceR
         }
     };
     let a_assignments = a.assignments().len();
-    a.wait_until(
-        "A takes every partition back",
-        Duration::from_secs(60),
-        |m| {
-            let all = m.assignments();
-            all.len() > a_assignments && all.last().is_some_and(|p| p.len() == 4)
-        },
-    );
+    let mut replacement = None;
+    match leave {
+        Leave::Clean => a.wait_until(
+            "A takes every partition back",
+            Duration::from_secs(60),
+            |m| {
+                let all = m.assignments();
+                all.len() > a_assignments && all.last().is_some_and(|p| p.len() == 4)
+            },
+        ),
+        Leave::Killed => {
+            a.wait_until(
+                "the group notices the killed member (session expiry)",
+                Duration::from_secs(60),
+                |m| m.assignments().len() > a_assignments,
+            );
+            let now = a.assignments().last().cloned().unwrap_or_default();
+            if now.len() < 4 {
+                // tansu 0.6 keeps the dead member in the group after its
+                // session expired and assigns it partitions again; like an
+                // operator (or systemd), restart the killed member.
+                eprintln!(
+                    "reliability: after B's session expired A owns {now:?} only; restarting B"
+                );
+                let mut b2 = Member::start(&args, dir.path().join("b2.log"));
+                b2.wait_until(
+                    "the restarted B gets partitions",
+                    Duration::from_secs(60),
+                    |m| m.assignments().iter().any(|p| !p.is_empty()),
+                );
+                replacement = Some(b2);
+            }
+        }
+    }
     messages += middle.join().expect("producer thread");
     // More data after the leave, for A alone.
     messages += produce(&brokers, &topic, &files[8..], 4, 1_000);
@@ -1378,6 +1408,9 @@ fn rebalance_scenario(leave: Leave, exactly_once: bool, seed: u64) -> RebalanceR
     });
     // Late duplicates would show up in this grace period.
     std::thread::sleep(Duration::from_secs(2));
+    if let Some(mut b2) = replacement {
+        b2.terminate();
+    }
     let a_log = a.terminate();
     eprintln!(
         "reliability: rebalance ({leave:?} leave, exactly_once={exactly_once}): {messages} messages, \
