@@ -251,3 +251,60 @@ impl DeadLetters {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeSet, HashMap};
+
+    use super::*;
+
+    fn dead_letters() -> DeadLetters {
+        // Creating a producer does not connect; nothing is sent here.
+        DeadLetters::new(&KafkaArgs::new("127.0.0.1:9"), "dead", "src").expect("producer")
+    }
+
+    fn h(v: &str) -> OriginalHeaders {
+        vec![("velostream.file".into(), v.as_bytes().to_vec())]
+    }
+
+    #[test]
+    fn remembered_headers_are_taken_once_and_forgotten_when_stored_or_revoked() {
+        let d = dead_letters();
+        d.remember(0, 5, h("a"));
+        d.remember(0, 6, h("b"));
+        d.remember(1, 9, h("c"));
+        assert_eq!(d.take_remembered(0, 5), Some(h("a")));
+        assert_eq!(d.take_remembered(0, 5), None, "taken once");
+        // Partition 0 stored up to offset 7 (exclusive): offset 6 is gone.
+        let assigned: BTreeSet<i32> = [0, 1].into();
+        d.forget(&assigned, &HashMap::from([(0, 7)]));
+        assert_eq!(d.take_remembered(0, 6), None);
+        assert_eq!(d.take_remembered(1, 9), Some(h("c")), "not stored yet");
+        // Partition 1 revoked: its headers go.
+        d.remember(1, 10, h("d"));
+        d.forget(&[0].into(), &HashMap::new());
+        assert_eq!(d.take_remembered(1, 10), None);
+    }
+
+    #[test]
+    fn reasons_have_stable_names() {
+        let names: Vec<&str> = [
+            Reason::Undecodable,
+            Reason::SchemaMismatch,
+            Reason::Oversized,
+            Reason::TransformFailed,
+        ]
+        .iter()
+        .map(|r| r.name())
+        .collect();
+        assert_eq!(
+            names,
+            [
+                "undecodable",
+                "schema_mismatch",
+                "oversized",
+                "transform_failed"
+            ]
+        );
+    }
+}
