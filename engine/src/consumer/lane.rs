@@ -141,6 +141,12 @@ impl Lane {
             .entry(item.partition)
             .or_insert((item.offset, item.offset));
         range.1 = item.offset;
+        tracing::trace!(
+            lane = self.id,
+            partition = item.partition,
+            offset = item.offset,
+            "received"
+        );
         buf.since.get_or_insert_with(Instant::now);
         let batches = match item.rows {
             Rows::Skip => return Ok(()),
