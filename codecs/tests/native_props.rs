@@ -462,6 +462,49 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// One block from several batches is byte for byte the block of their
+    /// concatenation, and a failure names the same row.
+    #[test]
+    fn block_from_parts_equals_block_of_concatenation(
+        specs in proptest::collection::vec(col_spec(), 1..6),
+        len in 0usize..24,
+        cuts in proptest::collection::vec(0usize..24, 0..5),
+        modern in any::<bool>(),
+        truncate in any::<bool>(),
+    ) {
+        let mut fields = Vec::new();
+        let mut arrays = Vec::new();
+        for (i, spec) in specs.iter().enumerate() {
+            let (f, a) = build(spec, len);
+            fields.push(f.with_name(format!("c{i}_{}", spec.kind)));
+            arrays.push(a);
+        }
+        let schema = Arc::new(Schema::new(fields));
+        let batch = RecordBatch::try_new(schema.clone(), arrays).unwrap();
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(len)).collect();
+        cuts.push(0);
+        cuts.push(len);
+        cuts.sort_unstable();
+        let parts: Vec<RecordBatch> = cuts
+            .windows(2)
+            .map(|w| batch.slice(w[0], w[1] - w[0]))
+            .collect();
+        let caps = if modern { ServerCaps::MODERN } else { ServerCaps::LEGACY };
+        let opts = MappingOptions { allow_truncation: truncate };
+        let Ok(enc) = NativeEncoder::for_schema(&schema, caps, opts) else {
+            return Ok(());
+        };
+        let (mut whole, mut joined) = (vec![7u8], vec![7u8]);
+        let a = enc.encode(&batch, &mut whole).map_err(|e| e.to_string());
+        let b = enc.encode_batches(&parts, &mut joined).map_err(|e| e.to_string());
+        prop_assert_eq!(&a, &b);
+        prop_assert_eq!(whole, joined);
+    }
+}
+
 #[test]
 fn timestamp_time_unit_variants_are_covered() {
     // Keep the generator honest: its timestamp kinds map to the expected types.

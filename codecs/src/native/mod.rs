@@ -25,7 +25,7 @@ mod write;
 
 use std::sync::Arc;
 
-use arrow_array::RecordBatch;
+use arrow_array::{Array, RecordBatch};
 use arrow_schema::{DataType, Schema};
 
 use crate::chtype::ChType;
@@ -149,6 +149,28 @@ impl NativeEncoder {
         result
     }
 
+    /// Appends ONE Native block holding the rows of all `batches` in order:
+    /// the same bytes as [`NativeEncoder::encode`] of their concatenation,
+    /// without building the concatenated batch first. ClickHouse stores a
+    /// block atomically, so one block per insert keeps an insert all or
+    /// nothing. On error `out` is left as it was.
+    pub fn encode_batches(&self, batches: &[RecordBatch], out: &mut Vec<u8>) -> Result<()> {
+        for b in batches {
+            self.check_batch(b)?;
+        }
+        let batches: Vec<&RecordBatch> = batches.iter().filter(|b| b.num_rows() > 0).collect();
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        if rows == 0 {
+            return Ok(());
+        }
+        let start = out.len();
+        let result = self.encode_parts_unchecked(&batches, rows, out);
+        if result.is_err() {
+            out.truncate(start);
+        }
+        result
+    }
+
     fn check_batch(&self, batch: &RecordBatch) -> Result<()> {
         let schema = batch.schema();
         let fields = schema.fields();
@@ -181,9 +203,18 @@ impl NativeEncoder {
     }
 
     fn encode_unchecked(&self, batch: &RecordBatch, out: &mut Vec<u8>) -> Result<()> {
-        let rows = batch.num_rows();
+        self.encode_parts_unchecked(&[batch], batch.num_rows(), out)
+    }
+
+    fn encode_parts_unchecked(
+        &self,
+        batches: &[&RecordBatch],
+        rows: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
         put_varint(out, self.columns.len() as u64);
         put_varint(out, rows as u64);
+        let mut parts: Vec<&dyn Array> = Vec::with_capacity(batches.len());
         for c in &self.columns {
             put_str(out, c.name.as_bytes());
             put_str(out, c.type_name.as_bytes());
@@ -191,9 +222,11 @@ impl NativeEncoder {
             let ctx = Ctx {
                 column: &c.name,
                 nested: false,
+                base: 0,
             };
-            c.writer
-                .write(batch.column(c.source).as_ref(), false, ctx, out)?;
+            parts.clear();
+            parts.extend(batches.iter().map(|b| b.column(c.source).as_ref()));
+            c.writer.write_parts(&parts, ctx, out)?;
         }
         Ok(())
     }

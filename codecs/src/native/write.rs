@@ -27,6 +27,9 @@ compile_error!("the Native encoder copies little-endian Arrow buffers as-is; big
 pub(crate) struct Ctx<'a> {
     pub column: &'a str,
     pub nested: bool,
+    /// Position of this array's first value in the block (when a block is
+    /// written from several arrays).
+    pub base: usize,
 }
 
 impl Ctx<'_> {
@@ -34,7 +37,7 @@ impl Ctx<'_> {
         let what = if self.nested { "array element" } else { "row" };
         CodecError::Column {
             column: self.column.to_string(),
-            reason: format!("{what} {index}: {msg}"),
+            reason: format!("{what} {}: {msg}", self.base + index),
         }
     }
 
@@ -61,6 +64,65 @@ impl Writer {
             Writer::Nullable(inner) | Writer::Array(inner) => inner.prefix(out),
             _ => {}
         }
+    }
+
+    /// Writes the values of `parts`, in order, as one column: the bytes are
+    /// those of writing the concatenated array. Writers whose layout is one
+    /// value after another append part by part; `Nullable` of those writes
+    /// every part's null map, then every part's values; offsets and
+    /// dictionaries (`Array`, `LowCardinality`) span the whole column, so
+    /// only that column is concatenated first.
+    pub(crate) fn write_parts(
+        &self,
+        parts: &[&dyn Array],
+        ctx: Ctx<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        if let [one] = parts {
+            return self.write(*one, false, ctx, out);
+        }
+        match self {
+            Writer::Nullable(inner) if inner.is_flat() => {
+                out.reserve(parts.iter().map(|p| p.len()).sum());
+                for p in parts {
+                    match p.logical_nulls().filter(|n| n.null_count() > 0) {
+                        Some(n) => out.extend(n.iter().map(|valid| u8::from(!valid))),
+                        None => out.resize(out.len() + p.len(), 0),
+                    }
+                }
+                let mut base = ctx.base;
+                for p in parts {
+                    inner.write(*p, true, Ctx { base, ..ctx }, out)?;
+                    base += p.len();
+                }
+                Ok(())
+            }
+            w if w.is_flat() => {
+                let mut base = ctx.base;
+                for p in parts {
+                    w.write(*p, false, Ctx { base, ..ctx }, out)?;
+                    base += p.len();
+                }
+                Ok(())
+            }
+            _ => {
+                let whole =
+                    arrow_select::concat::concat(parts).map_err(|e| CodecError::Column {
+                        column: ctx.column.to_string(),
+                        reason: format!("joining the batches of one block: {e}"),
+                    })?;
+                self.write(whole.as_ref(), false, ctx, out)
+            }
+        }
+    }
+
+    /// Whether the column bytes are one value after another with no state
+    /// spanning values (offsets, dictionaries, null maps).
+    fn is_flat(&self) -> bool {
+        !matches!(
+            self,
+            Writer::Nullable(_) | Writer::Array(_) | Writer::LowCard { .. }
+        )
     }
 
     /// Writes all values of `arr`. `nulls_ok` is true inside a `Nullable`
@@ -601,6 +663,7 @@ fn write_array(arr: &dyn Array, inner: &Writer, ctx: Ctx<'_>, out: &mut Vec<u8>)
     let inner_ctx = Ctx {
         column: ctx.column,
         nested: true,
+        base: 0,
     };
     if let Some(n) = arr.nulls().filter(|n| n.null_count() > 0) {
         let row = (0..n.len()).find(|i| n.is_null(*i)).unwrap_or(0);

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use velostream_codecs::ipc::IpcCompression;
 use velostream_codecs::mapping;
 
-use crate::clickhouse::{ClickHouse, ClickHouseConfig, TableRef};
+use crate::clickhouse::{ClickHouse, ClickHouseConfig, InsertCompression, TableRef};
 use crate::kafka::KafkaArgs;
 use crate::local::{LocalOptions, LocalServices, Service};
 use crate::producer::{MessageFormat, ProducerConfig};
@@ -67,6 +67,8 @@ pub struct BenchConfig {
     pub producer_parallelism: Option<usize>,
     /// Rows per insert of the consumers (and of the native-file comparison).
     pub insert_rows: usize,
+    /// Compression of every insert body (pipeline and native-file).
+    pub insert_compression: InsertCompression,
 }
 
 impl BenchConfig {
@@ -134,7 +136,7 @@ async fn run_with_services(
         (None, Some(b)) => KafkaArgs::new(b),
         (None, None) => return Err(Error::Services("no Kafka brokers".into())),
     };
-    let clickhouse = match (
+    let mut clickhouse = match (
         &cfg.clickhouse,
         local.and_then(|l| l.endpoints().clickhouse_url.clone()),
     ) {
@@ -142,6 +144,7 @@ async fn run_with_services(
         (None, Some(u)) => ClickHouseConfig::new(u),
         (None, None) => return Err(Error::Services("no ClickHouse URL".into())),
     };
+    clickhouse.compression = cfg.insert_compression;
     let ch = ClickHouse::new(clickhouse.clone())?;
     let version = ch.server_version().await?;
     let caps = version.caps();
@@ -312,6 +315,10 @@ async fn run_with_services(
         "insert_streams_per_consumer": cfg.insert_streams,
         "transform": cfg.transform.as_ref().map(|p| p.display().to_string()),
         "exactly_once": cfg.exactly_once,
+        "ipc_compression": format!("{:?}", cfg.ipc_compression).to_lowercase(),
+        "kafka_compression": cfg.kafka_compression,
+        "insert_compression": cfg.insert_compression.as_str(),
+        "insert_rows": cfg.insert_rows,
     });
     let doc = report::document(
         rows_source,

@@ -100,6 +100,12 @@ pub struct BenchArgs {
     #[arg(long)]
     pub keep_tables: bool,
 
+    /// Compression of the insert bodies sent to ClickHouse (VeloStream and
+    /// native-file alike): lz4 or none. On a loopback link `none` saves the
+    /// CPU of compressing and decompressing on the same cores.
+    #[arg(long, default_value = "lz4", value_parser = ["lz4", "none"])]
+    pub clickhouse_compression: String,
+
     /// Serve Prometheus metrics on this address during the run.
     #[arg(long, env = "VELOSTREAM_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
@@ -139,6 +145,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         kafka_compression: args.kafka_compression.clone(),
         producer_parallelism: args.producer_parallelism,
         insert_rows: args.insert_rows,
+        insert_compression: args.clickhouse_compression.parse()?,
     };
     if !args.hold_metrics_secs.is_finite() || args.hold_metrics_secs < 0.0 {
         return Err(Error::Config("--hold-metrics-secs must be >= 0".into()));

@@ -4,7 +4,13 @@
 //! insert at a time, so within a partition inserts happen in offset order and
 //! a failed insert can never be followed by a later one of the same
 //! partition. That is what makes the stored offsets of exactly-once mode
-//! gap-free. Lanes coalesce messages into large inserts (rows, bytes, age).
+//! gap-free. Lanes coalesce messages into large inserts (rows, bytes, age,
+//! or a quiet input).
+//!
+//! A lane is pipelined: while insert N is in flight it keeps receiving and
+//! encoding insert N+1, and starts N+1 only once N has succeeded. So at most
+//! two inserts' worth of rows are held per lane (one in flight, one being
+//! gathered), and ClickHouse never waits for our encoder between inserts.
 
 use std::collections::BTreeMap;
 use std::sync::mpsc as std_mpsc;
@@ -86,10 +92,19 @@ struct Buffer {
     rows: usize,
     bytes: usize,
     since: Option<Instant>,
+    /// When the last message arrived.
+    last: Option<Instant>,
     /// partition → (first offset, last offset) of the messages buffered.
     ranges: BTreeMap<i32, (i64, i64)>,
     /// partition → rows buffered.
     rows_by_partition: BTreeMap<i32, u64>,
+}
+
+/// An insert running while the lane gathers the next one.
+struct InFlight {
+    task: tokio::task::JoinHandle<Result<()>>,
+    /// Sent once the insert has succeeded.
+    stored: Vec<Event>,
 }
 
 pub(super) struct Lane {
@@ -110,26 +125,42 @@ impl Lane {
 
     async fn run_inner(&mut self) -> Result<()> {
         let mut buf = Buffer::default();
+        let mut in_flight: Option<InFlight> = None;
+        let quiet = quiet_after(self.shared.max_delay);
         loop {
-            let deadline = buf
-                .since
-                .map(|t| t + self.shared.max_delay)
-                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            let far = Instant::now() + Duration::from_secs(3600);
+            let deadline = buf.since.map_or(far, |t| t + self.shared.max_delay);
+            let idle = buf.last.map_or(far, |t| t + quiet);
+            let wake = deadline.min(idle);
             tokio::select! {
+                // An insert finishing is reported at once (and a permanent
+                // failure stops the lane at once).
+                done = async { (&mut in_flight.as_mut().expect("guarded").task).await },
+                    if in_flight.is_some() =>
+                {
+                    let f = in_flight.take().expect("guarded");
+                    self.finished(done, f.stored)?;
+                }
                 msg = self.data.recv() => match msg {
                     Some(LaneMsg::Flush(ack)) => {
-                        self.flush(&mut buf).await?;
+                        self.flush(&mut buf, &mut in_flight).await?;
+                        self.drain(&mut in_flight).await?;
                         let _ = ack.send(());
                     }
                     Some(LaneMsg::Item(item)) => {
                         self.push(&mut buf, item).await?;
                         if buf.rows >= self.shared.insert_rows || buf.bytes >= self.shared.insert_bytes {
-                            self.flush(&mut buf).await?;
+                            self.flush(&mut buf, &mut in_flight).await?;
                         }
                     }
-                    None => return self.flush(&mut buf).await,
+                    None => {
+                        self.flush(&mut buf, &mut in_flight).await?;
+                        return self.drain(&mut in_flight).await;
+                    }
                 },
-                _ = tokio::time::sleep_until(deadline.into()) => self.flush(&mut buf).await?,
+                _ = tokio::time::sleep_until(wake.into()) => {
+                    self.flush(&mut buf, &mut in_flight).await?;
+                }
             }
         }
     }
@@ -141,7 +172,15 @@ impl Lane {
             .entry(item.partition)
             .or_insert((item.offset, item.offset));
         range.1 = item.offset;
-        buf.since.get_or_insert_with(Instant::now);
+        tracing::trace!(
+            lane = self.id,
+            partition = item.partition,
+            offset = item.offset,
+            "received"
+        );
+        let now = Instant::now();
+        buf.since.get_or_insert(now);
+        buf.last = Some(now);
         let batches = match item.rows {
             Rows::Skip => return Ok(()),
             Rows::Json(mut row) => {
@@ -205,119 +244,181 @@ impl Lane {
             .await
     }
 
-    async fn flush(&self, buf: &mut Buffer) -> Result<()> {
+    /// Ends the buffer: encodes it (while the previous insert may still be
+    /// running), waits for the previous insert, then starts this one.
+    async fn flush(&self, buf: &mut Buffer, in_flight: &mut Option<InFlight>) -> Result<()> {
         let b = std::mem::take(buf);
         if b.ranges.is_empty() {
             return Ok(());
         }
-        if b.rows > 0 {
-            self.insert(&b).await?;
-        }
-        for (partition, (_, last)) in &b.ranges {
-            let rows = b.rows_by_partition.get(partition).copied().unwrap_or(0);
-            let _ = self.events.send(Event::Stored {
+        let stored: Vec<Event> = b
+            .ranges
+            .iter()
+            .map(|(partition, (_, last))| Event::Stored {
                 partition: *partition,
                 next_offset: last + 1,
-                rows,
-            });
+                rows: b.rows_by_partition.get(partition).copied().unwrap_or(0),
+            })
+            .collect();
+        let body = if b.rows > 0 {
+            Some(self.encode(b.batches, b.json).await?)
+        } else {
+            None
+        };
+        // Inserts of one lane never overlap: a later insert of a partition
+        // starts only after the earlier one has succeeded.
+        self.drain(in_flight).await?;
+        match body {
+            Some((body, format)) => {
+                let shared = Arc::clone(&self.shared);
+                let (id, rows, ranges) = (self.id, b.rows, b.ranges);
+                let task =
+                    tokio::spawn(
+                        async move { insert(&shared, id, body, format, rows, &ranges).await },
+                    );
+                *in_flight = Some(InFlight { task, stored });
+            }
+            // Only skipped messages (0 rows, dead letters): their offsets
+            // are done as soon as everything before them is.
+            None => self.report(stored),
         }
         Ok(())
     }
 
-    async fn insert(&self, b: &Buffer) -> Result<()> {
-        let s = &self.shared;
-        let started = Instant::now();
-        let (body, format) = match &s.plan {
+    /// Waits for the insert in flight, if any.
+    async fn drain(&self, in_flight: &mut Option<InFlight>) -> Result<()> {
+        match in_flight.take() {
+            Some(f) => {
+                let done = f.task.await;
+                self.finished(done, f.stored)
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn finished(
+        &self,
+        done: std::result::Result<Result<()>, tokio::task::JoinError>,
+        stored: Vec<Event>,
+    ) -> Result<()> {
+        done.map_err(|e| {
+            Error::Interrupted(format!("insert task of lane {} failed: {e}", self.id))
+        })??;
+        self.report(stored);
+        Ok(())
+    }
+
+    fn report(&self, stored: Vec<Event>) {
+        for e in stored {
+            let _ = self.events.send(e);
+        }
+    }
+
+    /// The insert body and its format.
+    async fn encode(
+        &self,
+        batches: Vec<RecordBatch>,
+        json: Vec<u8>,
+    ) -> Result<(Bytes, &'static str)> {
+        match &self.shared.plan {
             Some(plan) => {
                 let plan = plan.clone();
-                let batches = b.batches.clone();
                 let body = tokio::task::spawn_blocking(move || encode(&plan, &batches))
                     .await
                     .map_err(|e| Error::Validation(format!("encoder task failed: {e}")))??;
-                (body, "Native")
+                Ok((body, "Native"))
             }
-            None => (Bytes::from(b.json.clone()), "JSONEachRow"),
-        };
-        let token = dedup_token(&s.topic, &b.ranges);
-        let opts = InsertOptions {
-            dedup_token: Some(token),
-            columns: None,
-        };
-        let exactly_once = s.plan.as_ref().is_some_and(|p| p.exactly_once);
-        metrics::gauge!(m::CONSUMER_INSERTS_IN_FLIGHT).increment(1.0);
-        let result = self
-            .insert_with_retry(&body, format, &opts, exactly_once, &b.ranges)
-            .await;
-        metrics::gauge!(m::CONSUMER_INSERTS_IN_FLIGHT).decrement(1.0);
-        result?;
-        metrics::counter!(m::CONSUMER_INSERTS).increment(1);
-        metrics::counter!(m::CONSUMER_INSERTED_ROWS).increment(b.rows as u64);
-        metrics::counter!(m::CONSUMER_INSERTED_BYTES).increment(body.len() as u64);
-        metrics::histogram!(m::CONSUMER_INSERT_ROWS).record(b.rows as f64);
-        metrics::histogram!(m::CONSUMER_INSERT_LATENCY).record(started.elapsed().as_secs_f64());
-        tracing::debug!(
-            lane = self.id,
-            rows = b.rows,
-            bytes = body.len(),
-            "inserted"
-        );
-        Ok(())
+            None => Ok((Bytes::from(json), "JSONEachRow")),
+        }
     }
+}
 
-    /// Retries transient failures with bounded exponential backoff, without
-    /// limit on the number of attempts (consumption pauses meanwhile); a
-    /// permanent failure is returned. In exactly-once mode a retry first
-    /// checks whether the failed attempt was stored after all.
-    async fn insert_with_retry(
-        &self,
-        body: &Bytes,
-        format: &str,
-        opts: &InsertOptions,
-        exactly_once: bool,
-        ranges: &BTreeMap<i32, (i64, i64)>,
-    ) -> Result<()> {
-        let s = &self.shared;
-        let mut delay = Duration::from_millis(100);
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let r = if format == "Native" {
-                s.ch.insert_native(&s.table, body.clone(), opts).await
-            } else {
-                s.ch.insert_formatted(&s.table, format, body.clone(), opts)
-                    .await
-            };
-            let e = match r {
-                Ok(()) => return Ok(()),
-                Err(
-                    e @ Error::ClickHouse {
-                        transient: true, ..
-                    },
-                ) => e,
-                Err(e) => return Err(e),
-            };
-            metrics::counter!(m::CONSUMER_RETRIES).increment(1);
-            tracing::warn!(
-                lane = self.id,
-                attempt,
-                "insert failed, retrying in {delay:?}: {e}"
-            );
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(10));
-            if exactly_once {
-                if let Some((p, (first, last))) = ranges.iter().next() {
-                    match table::range_stored(&s.ch, &s.table, *p, *first, *last).await {
-                        Ok(true) => {
-                            tracing::warn!(
-                                lane = self.id,
-                                "the failed insert was stored after all; not repeating it"
-                            );
-                            return Ok(());
-                        }
-                        Ok(false) => {}
-                        // Still unreachable: keep waiting.
-                        Err(_) => continue,
+/// How long a lane's input may stay quiet before it inserts what it has:
+/// a quarter of `max_delay`. A consumer that has caught up then inserts its
+/// last rows promptly instead of waiting out the whole delay, while a steady
+/// stream still fills whole inserts.
+fn quiet_after(max_delay: Duration) -> Duration {
+    (max_delay / 4).max(Duration::from_millis(1))
+}
+
+/// One insert with retries, and its metrics.
+async fn insert(
+    s: &LaneShared,
+    lane: usize,
+    body: Bytes,
+    format: &'static str,
+    rows: usize,
+    ranges: &BTreeMap<i32, (i64, i64)>,
+) -> Result<()> {
+    let started = Instant::now();
+    let token = dedup_token(&s.topic, ranges);
+    let opts = InsertOptions {
+        dedup_token: Some(token),
+        columns: None,
+    };
+    let exactly_once = s.plan.as_ref().is_some_and(|p| p.exactly_once);
+    metrics::gauge!(m::CONSUMER_INSERTS_IN_FLIGHT).increment(1.0);
+    let result = insert_with_retry(s, lane, &body, format, &opts, exactly_once, ranges).await;
+    metrics::gauge!(m::CONSUMER_INSERTS_IN_FLIGHT).decrement(1.0);
+    result?;
+    metrics::counter!(m::CONSUMER_INSERTS).increment(1);
+    metrics::counter!(m::CONSUMER_INSERTED_ROWS).increment(rows as u64);
+    metrics::counter!(m::CONSUMER_INSERTED_BYTES).increment(body.len() as u64);
+    metrics::histogram!(m::CONSUMER_INSERT_ROWS).record(rows as f64);
+    metrics::histogram!(m::CONSUMER_INSERT_LATENCY).record(started.elapsed().as_secs_f64());
+    tracing::debug!(lane, rows, bytes = body.len(), "inserted");
+    Ok(())
+}
+
+/// Retries transient failures with bounded exponential backoff, without
+/// limit on the number of attempts (consumption pauses meanwhile); a
+/// permanent failure is returned. In exactly-once mode a retry first
+/// checks whether the failed attempt was stored after all.
+async fn insert_with_retry(
+    s: &LaneShared,
+    lane: usize,
+    body: &Bytes,
+    format: &str,
+    opts: &InsertOptions,
+    exactly_once: bool,
+    ranges: &BTreeMap<i32, (i64, i64)>,
+) -> Result<()> {
+    let mut delay = Duration::from_millis(100);
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let r = if format == "Native" {
+            s.ch.insert_native(&s.table, body.clone(), opts).await
+        } else {
+            s.ch.insert_formatted(&s.table, format, body.clone(), opts)
+                .await
+        };
+        let e = match r {
+            Ok(()) => return Ok(()),
+            Err(
+                e @ Error::ClickHouse {
+                    transient: true, ..
+                },
+            ) => e,
+            Err(e) => return Err(e),
+        };
+        metrics::counter!(m::CONSUMER_RETRIES).increment(1);
+        tracing::warn!(lane, attempt, "insert failed, retrying in {delay:?}: {e}");
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(10));
+        if exactly_once {
+            if let Some((p, (first, last))) = ranges.iter().next() {
+                match table::range_stored(&s.ch, &s.table, *p, *first, *last).await {
+                    Ok(true) => {
+                        tracing::warn!(
+                            lane,
+                            "the failed insert was stored after all; not repeating it"
+                        );
+                        return Ok(());
                     }
+                    Ok(false) => {}
+                    // Still unreachable: keep waiting.
+                    Err(_) => continue,
                 }
             }
         }
@@ -349,18 +450,12 @@ fn with_offsets(
     })
 }
 
-/// One Native block for all buffered batches: a single block is inserted
-/// atomically by ClickHouse.
+/// One Native block for all buffered batches (a single block is inserted
+/// atomically by ClickHouse), encoded straight from the batches.
 fn encode(plan: &TablePlan, batches: &[RecordBatch]) -> Result<Bytes> {
-    let batch =
-        arrow_select::concat::concat_batches(&plan.batch_schema, batches).map_err(|source| {
-            Error::Arrow {
-                context: "coalescing batches for an insert".into(),
-                source,
-            }
-        })?;
-    let mut out = Vec::with_capacity(batch.get_array_memory_size());
-    plan.encoder.encode(&batch, &mut out)?;
+    let size: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
+    let mut out = Vec::with_capacity(size + 4096);
+    plan.encoder.encode_batches(batches, &mut out)?;
     Ok(Bytes::from(out))
 }
 

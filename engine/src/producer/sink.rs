@@ -239,7 +239,12 @@ fn create(config: &ProducerConfig, stats: Arc<Stats>) -> Result<ThreadedProducer
         )
         .set("queue.buffering.max.kbytes", "262144")
         .set("queue.buffering.max.messages", "1000000")
-        .set("message.timeout.ms", "60000");
+        .set("message.timeout.ms", "60000")
+        // Connect to every broker at once. With sparse connections the
+        // idempotent producer finds no broker up, then waits for its 500 ms
+        // PID timer twice before the first send: about a second of start-up
+        // on every run (measured: 300k rows in 1.10 s → 0.20 s on tansu).
+        .set("enable.sparse.connections", "false");
     if config.format == super::config::MessageFormat::Arrow {
         // One record per produce batch. Arrow messages are large, so this
         // costs nothing measurable, and it keeps every committed offset on a
