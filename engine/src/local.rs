@@ -78,6 +78,9 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     /// Its private key, unencrypted.
     pub key: PathBuf,
+    /// Kafka only: a client that presents a certificate must present one
+    /// signed by this CA (clients without a certificate are still accepted).
+    pub client_ca: Option<PathBuf>,
 }
 
 /// Options for [`LocalServices::start`].
@@ -153,6 +156,10 @@ impl LocalServices {
                 args.push(tls.cert.display().to_string());
                 args.push("--tls-key".into());
                 args.push(tls.key.display().to_string());
+                if let Some(ca) = &tls.client_ca {
+                    args.push("--tls-client-ca".into());
+                    args.push(ca.display().to_string());
+                }
             }
             // On error the handle drops and stops what was started so far.
             let stdout = handle.run(&args)?;

@@ -5,7 +5,7 @@
 #
 #   infra/local/services.sh start|stop|status <kafka|clickhouse|prometheus|all>
 #                           [--state-dir DIR] [--owner-pid PID] [--timeout SECONDS]
-#                           [--tls-cert PEM --tls-key PEM]
+#                           [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]
 #
 # stdout carries only KEY=VALUE endpoint lines (for scripts and for
 # velostream::local); human-readable logs go to stderr.
@@ -22,6 +22,8 @@
 #   --cert and --key together);
 # - clickhouse keeps its plain HTTP port (health checks) and also serves
 #   HTTPS, printed as VELOSTREAM_CLICKHOUSE_HTTPS_URL=https://127.0.0.1:PORT.
+# --tls-client-ca: Kafka clients that present a certificate must present one
+#   signed by this CA (clients without one are still accepted).
 # A running instance is reused only when its TLS setting matches the request.
 #
 # Behaviour:
@@ -397,7 +399,8 @@ start_attempt() {
                 inner="$(free_port)"
                 pid="$(launch "$dir" "$(python_bin)" "$REPO_ROOT/infra/local/tansu_tls_proxy.py" \
                     --listen "127.0.0.1:$port" --upstream "127.0.0.1:$inner" \
-                    --cert "$TLS_CERT" --key "$TLS_KEY" -- "$bin" broker \
+                    --cert "$TLS_CERT" --key "$TLS_KEY" \
+                    ${TLS_CLIENT_CA:+--client-ca "$TLS_CLIENT_CA"} -- "$bin" broker \
                     --listener-url "tcp://127.0.0.1:$inner" \
                     --advertised-listener-url "tcp://127.0.0.1:$port" \
                     --storage-engine "memory://tansu/")"
@@ -607,6 +610,7 @@ STATE_DIR="$REPO_ROOT/.velostream/local"
 OWNER_PID=""
 TLS_CERT=""
 TLS_KEY=""
+TLS_CLIENT_CA=""
 TIMEOUT="${VELOSTREAM_SERVICES_TIMEOUT:-60}"
 while (($#)); do
     case "$1" in
@@ -618,6 +622,7 @@ while (($#)); do
         --timeout=*) TIMEOUT="${1#*=}"; shift ;;
         --tls-cert) TLS_CERT="${2:?--tls-cert needs a value}"; shift 2 ;;
         --tls-key) TLS_KEY="${2:?--tls-key needs a value}"; shift 2 ;;
+        --tls-client-ca) TLS_CLIENT_CA="${2:?--tls-client-ca needs a value}"; shift 2 ;;
         -h | --help) usage ;;
         *) log "unknown argument: $1"; usage ;;
     esac
@@ -625,11 +630,13 @@ done
 [[ -z "$OWNER_PID" || "$OWNER_PID" =~ ^[0-9]+$ ]] || die "--owner-pid must be a pid, got '$OWNER_PID'"
 [[ "$TIMEOUT" =~ ^[0-9]+$ ]] || die "--timeout must be whole seconds, got '$TIMEOUT'"
 [[ -z "$TLS_CERT" && -z "$TLS_KEY" || -n "$TLS_CERT" && -n "$TLS_KEY" ]] || die "--tls-cert and --tls-key go together"
-for f in "$TLS_CERT" "$TLS_KEY"; do
+[[ -z "$TLS_CLIENT_CA" || -n "$TLS_CERT" ]] || die "--tls-client-ca needs --tls-cert and --tls-key"
+for f in "$TLS_CERT" "$TLS_KEY" "$TLS_CLIENT_CA"; do
     [[ -z "$f" || -r "$f" ]] || die "TLS file $f is not readable"
 done
 [[ -z "$TLS_CERT" ]] || TLS_CERT="$(cd "$(dirname "$TLS_CERT")" && pwd)/$(basename "$TLS_CERT")"
 [[ -z "$TLS_KEY" ]] || TLS_KEY="$(cd "$(dirname "$TLS_KEY")" && pwd)/$(basename "$TLS_KEY")"
+[[ -z "$TLS_CLIENT_CA" ]] || TLS_CLIENT_CA="$(cd "$(dirname "$TLS_CLIENT_CA")" && pwd)/$(basename "$TLS_CLIENT_CA")"
 mkdir -p "$STATE_DIR"
 STATE_DIR="$(cd "$STATE_DIR" && pwd)"
 

@@ -4,7 +4,8 @@
 tansu 0.6.0 has --cert and --key flags, but its command line puts both in one
 exclusive clap group, so they cannot be given together and the broker never
 serves TLS. This script terminates TLS on --listen and relays the plain bytes
-to tansu on --upstream. It runs the broker command given after `--` as its
+to tansu on --upstream; with --client-ca, a client certificate, when one is
+presented, must chain to that CA (mutual TLS). It runs the broker command given after `--` as its
 child, so both live and die together (one process group for services.sh):
 it exits when the broker exits and stops the broker on SIGTERM/SIGINT.
 
@@ -64,6 +65,11 @@ async def main():
     parser.add_argument("--upstream", type=host_port, required=True)
     parser.add_argument("--cert", required=True, help="server certificate chain (PEM)")
     parser.add_argument("--key", required=True, help="server private key (PEM)")
+    parser.add_argument(
+        "--client-ca",
+        help="CA (PEM) that client certificates must chain to; clients may still "
+        "connect without one (mutual TLS is optional)",
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- broker command")
     args = parser.parse_args()
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -73,6 +79,9 @@ async def main():
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(args.cert, args.key)
+    if args.client_ca:
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        ctx.load_verify_locations(args.client_ca)
 
     child = subprocess.Popen(command)
     server = await asyncio.start_server(

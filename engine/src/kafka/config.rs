@@ -302,18 +302,20 @@ impl ErrorMemo {
 
 impl ClientContext for ErrorMemo {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        // Connection failures (FAIL) are logged at debug level after the first.
+        // Connection failures (FAIL; at debug level after the first): the
+        // error that ends the run quotes the last one, so they are not
+        // repeated at error level.
         if fac == "FAIL" {
             self.remember(log_message);
+            tracing::debug!(target: "librdkafka", "librdkafka: {fac} {log_message}");
+            return;
         }
         match level {
             RDKafkaLogLevel::Emerg
             | RDKafkaLogLevel::Alert
             | RDKafkaLogLevel::Critical
             | RDKafkaLogLevel::Error => {
-                if fac != "FAIL" {
-                    self.remember(log_message);
-                }
+                self.remember(log_message);
                 tracing::error!(target: "librdkafka", "librdkafka: {fac} {log_message}");
             }
             RDKafkaLogLevel::Warning => {

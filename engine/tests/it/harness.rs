@@ -310,6 +310,17 @@ pub struct TlsServices {
     pub clickhouse_user: String,
     /// Its password, unique per process; tests treat it as a planted secret.
     pub clickhouse_password: String,
+    /// Client certificate signed by [`TlsServices::ca`] (Kafka checks
+    /// presented client certificates against that CA).
+    pub client_cert: PathBuf,
+    /// Its private key, encrypted with [`TlsServices::client_key_password`].
+    pub client_key: PathBuf,
+    /// Passphrase of `client_key`, unique per process (a planted secret).
+    pub client_key_password: String,
+    /// Client certificate and unencrypted key signed by `other_ca` (refused).
+    pub other_client_cert: PathBuf,
+    /// Key of `other_client_cert`.
+    pub other_client_key: PathBuf,
 }
 
 /// The TLS services of this test process; see [`TlsServices`]. Panics with
@@ -385,6 +396,11 @@ fn start_tls_services() -> Result<TlsServices, String> {
         ),
     )
     .map_err(|e| format!("writing {}: {e}", users_d.display()))?;
+    let client_key_password = format!("vs-planted-CLIENTKEY-{}", std::process::id());
+    let (client_cert, client_key) =
+        make_client_cert(&pki, "client", "ca", Some(&client_key_password))?;
+    let (other_client_cert, other_client_key) =
+        make_client_cert(&pki, "other-client", "other-ca", None)?;
     let opts = LocalOptions {
         state_dir: Some(state_dir().join("tls")),
         owner_pid: Some(std::process::id()),
@@ -393,7 +409,11 @@ fn start_tls_services() -> Result<TlsServices, String> {
     let handle = LocalServices::start_with_tls(
         &[Service::Kafka, Service::ClickHouse],
         &opts,
-        &TlsFiles { cert, key },
+        &TlsFiles {
+            cert,
+            key,
+            client_ca: Some(ca.clone()),
+        },
     )
     .map_err(|e| {
         let hint = if e.to_string().contains("not installed") {
@@ -414,6 +434,11 @@ fn start_tls_services() -> Result<TlsServices, String> {
         other_ca,
         clickhouse_user,
         clickhouse_password,
+        client_cert,
+        client_key,
+        client_key_password,
+        other_client_cert,
+        other_client_key,
     };
     eprintln!(
         "harness: started TLS Kafka at {} and ClickHouse at {} in {} ms",
@@ -446,6 +471,59 @@ fn make_ca(dir: &Path, name: &str) -> Result<PathBuf, String> {
     Ok(pem)
 }
 
+/// A client certificate `<name>.pem` signed by the CA `<ca>.pem` in `dir`,
+/// with its key `<name>.key` (encrypted with `password` when given).
+fn make_client_cert(
+    dir: &Path,
+    name: &str,
+    ca: &str,
+    password: Option<&str>,
+) -> Result<(PathBuf, PathBuf), String> {
+    let p = |f: String| dir.join(f).display().to_string();
+    let (pem, key, csr, ext) = (
+        p(format!("{name}.pem")),
+        p(format!("{name}.key")),
+        p(format!("{name}.csr")),
+        p(format!("{name}.ext")),
+    );
+    std::fs::write(
+        &ext,
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    )
+    .map_err(|e| format!("writing {ext}: {e}"))?;
+    let pass = password.map(|pw| format!("pass:{pw}"));
+    let mut genkey = vec!["genpkey", "-algorithm", "RSA", "-out", &key];
+    if let Some(pass) = &pass {
+        genkey.extend(["-aes256", "-pass", pass]);
+    }
+    openssl(&genkey)?;
+    let subj = format!("/CN=velostream-test-{name}");
+    let mut req = vec!["req", "-new", "-key", &key, "-out", &csr, "-subj", &subj];
+    if let Some(pass) = &pass {
+        req.extend(["-passin", pass]);
+    }
+    openssl(&req)?;
+    let (ca_pem, ca_key) = (p(format!("{ca}.pem")), p(format!("{ca}.key")));
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &ca_pem,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-out",
+        &pem,
+        "-days",
+        "2",
+        "-extfile",
+        &ext,
+    ])?;
+    Ok((PathBuf::from(pem), PathBuf::from(key)))
+}
+
 fn openssl(args: &[&str]) -> Result<(), String> {
     let out = std::process::Command::new("openssl")
         .args(args)
@@ -460,7 +538,14 @@ fn openssl(args: &[&str]) -> Result<(), String> {
     } else {
         Err(format!(
             "openssl {}: {}: {}",
-            args.join(" "),
+            args.iter()
+                .map(|a| if a.starts_with("pass:") {
+                    "pass:***"
+                } else {
+                    a
+                })
+                .collect::<Vec<_>>()
+                .join(" "),
             out.status,
             String::from_utf8_lossy(&out.stderr).trim_end()
         ))

@@ -307,6 +307,108 @@ fn kafka_tls_refuses_an_unknown_ca_and_plaintext_clients_quickly() {
 }
 
 #[test]
+fn kafka_mutual_tls_sends_the_client_certificate_with_its_key_password() {
+    crate::require_services!(Kafka);
+    let tls = harness::tls_services();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = taxi_file(dir.path(), 1_000);
+    let topic = harness::unique_name("sec_mtls");
+    let t = Duration::from_secs(90);
+    let base = |cert: &Path, key: &Path| {
+        vec![
+            "produce".to_string(),
+            "--brokers".into(),
+            tls.brokers.clone(),
+            "--security-protocol".into(),
+            "ssl".into(),
+            "--ssl-ca-location".into(),
+            path(&tls.ca).into(),
+            "--ssl-certificate-location".into(),
+            path(cert).into(),
+            "--ssl-key-location".into(),
+            path(key).into(),
+            "--topic".into(),
+            topic.clone(),
+            "--partitions".into(),
+            "1".into(),
+            path(&file).into(),
+        ]
+    };
+    let ok_args = base(&tls.client_cert, &tls.client_key);
+    let ok_args: Vec<&str> = ok_args.iter().map(String::as_str).collect();
+    let ok = run(
+        "produce-mtls-ok",
+        &ok_args,
+        &[(
+            "VELOSTREAM_KAFKA_SSL_KEY_PASSWORD",
+            &tls.client_key_password,
+        )],
+        dir.path(),
+        t,
+        None,
+    );
+    assert_ok(&ok);
+    // A certificate from another CA is refused by the broker's TLS front,
+    // which proves the client presents the configured certificate.
+    let other_args = base(&tls.other_client_cert, &tls.other_client_key);
+    let other_args: Vec<&str> = other_args.iter().map(String::as_str).collect();
+    let other = run(
+        "produce-mtls-other-ca",
+        &other_args,
+        &[],
+        dir.path(),
+        t,
+        None,
+    );
+    // A wrong key password: the key cannot be loaded.
+    let wrong_pw = run(
+        "produce-mtls-wrong-key-password",
+        &ok_args,
+        &[("VELOSTREAM_KAFKA_SSL_KEY_PASSWORD", KEY_SECRET)],
+        dir.path(),
+        t,
+        None,
+    );
+    for r in [&other, &wrong_pw] {
+        eprintln!("security: {} failed after {:?}", r.name, r.elapsed);
+        assert!(!r.status.success(), "{} should fail:\n{}", r.name, r.output);
+        let last = r
+            .output
+            .lines()
+            .rfind(|l| l.starts_with("error:"))
+            .unwrap_or("");
+        assert!(
+            last.contains(&tls.brokers),
+            "{}: names the broker:\n{}",
+            r.name,
+            r.output
+        );
+        assert!(
+            r.elapsed < Duration::from_secs(45),
+            "{}: took {:?}",
+            r.name,
+            r.elapsed
+        );
+    }
+    assert!(
+        wrong_pw.output.to_lowercase().contains("ssl.key.location")
+            || wrong_pw.output.to_lowercase().contains("decrypt"),
+        "a wrong key password is reported as a key problem:\n{}",
+        wrong_pw.output
+    );
+    for r in [&ok, &other, &wrong_pw] {
+        for s in [tls.client_key_password.as_str(), KEY_SECRET] {
+            assert!(
+                !r.output.contains(s),
+                "{}: printed a key password:\n{}",
+                r.name,
+                r.output
+            );
+        }
+    }
+}
+
+#[test]
 fn clickhouse_https_checks_the_certificate() {
     crate::require_services!(ClickHouse);
     let tls = harness::tls_services();
