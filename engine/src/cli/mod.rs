@@ -7,6 +7,7 @@ pub mod consume;
 pub mod gen;
 pub mod produce;
 mod signals;
+pub mod verify;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -58,6 +59,8 @@ pub enum Command {
     Consume(consume::ConsumeArgs),
     /// Run, measure and validate the whole pipeline end to end.
     Bench(bench::BenchArgs),
+    /// Check that a ClickHouse table holds exactly the rows of Parquet files.
+    Verify(verify::VerifyArgs),
 }
 
 impl Cli {
@@ -86,5 +89,6 @@ pub fn run(cli: Cli) -> crate::Result<()> {
         Command::Produce(a) => produce::run(a),
         Command::Consume(a) => consume::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Verify(a) => verify::run(a),
     }
 }

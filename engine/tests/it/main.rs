@@ -18,3 +18,4 @@ mod source_discover;
 mod source_fixtures;
 mod source_schema;
 mod source_testdata;
+mod verify;
