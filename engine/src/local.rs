@@ -180,6 +180,21 @@ impl LocalServices {
         self.prometheus_targets.as_deref()
     }
 
+    /// Process id of a running `service` (from its pid file in the state
+    /// directory), e.g. to account its CPU time.
+    pub fn pid(&self, service: Service) -> Option<u32> {
+        let dir = match &self.state_dir {
+            Some(d) => d.clone(),
+            None => infra_dir()
+                .ok()?
+                .parent()?
+                .join(".velostream")
+                .join("local"),
+        };
+        let text = std::fs::read_to_string(dir.join(service.name()).join("pid")).ok()?;
+        text.trim().parse().ok()
+    }
+
     /// Services this handle started itself (the others were already running).
     pub fn started(&self) -> &[Service] {
         &self.started

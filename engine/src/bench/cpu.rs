@@ -7,7 +7,7 @@
 //! process, reported on their own). Threads that end are remembered at
 //! their last sample, so sample often.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Clock ticks per second used by /proc (USER_HZ, 100 on Linux).
 const TICKS_PER_SEC: f64 = 100.0;
@@ -79,6 +79,86 @@ impl CpuSampler {
     }
 }
 
+/// CPU time of whole processes (the local services: tansu, ClickHouse),
+/// counted from [`ProcessCpu::start`].
+#[derive(Clone, Debug, Default)]
+pub struct ProcessCpu {
+    start: Vec<(String, u32, u64)>,
+}
+
+impl ProcessCpu {
+    /// Starts counting for `(name, pid)`; processes that cannot be read are left out.
+    pub fn start(pids: &[(String, u32)]) -> Self {
+        let start = pids
+            .iter()
+            .filter_map(|(name, pid)| Some((name.clone(), *pid, process_ticks(*pid)?)))
+            .collect();
+        ProcessCpu { start }
+    }
+
+    /// CPU seconds per process since the start (a process that has gone is left out).
+    pub fn seconds(&self) -> BTreeMap<String, f64> {
+        self.start
+            .iter()
+            .filter_map(|(name, pid, t0)| {
+                let t = process_ticks(*pid)?;
+                Some((name.clone(), t.saturating_sub(*t0) as f64 / TICKS_PER_SEC))
+            })
+            .collect()
+    }
+}
+
+fn process_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&stat).map(|(_, t)| t)
+}
+
+/// Busy CPU time of the whole machine (every process, ours or not), from
+/// /proc/stat: tells how loaded the cores were during a measurement.
+#[derive(Clone, Copy, Debug)]
+pub struct MachineCpu {
+    busy: u64,
+    at: std::time::Instant,
+}
+
+impl MachineCpu {
+    /// Starts counting.
+    pub fn start() -> Self {
+        MachineCpu {
+            busy: machine_busy_ticks().unwrap_or(0),
+            at: std::time::Instant::now(),
+        }
+    }
+
+    /// Average number of busy cores since the start (0 when unreadable).
+    pub fn busy_cores(&self) -> f64 {
+        let Some(now) = machine_busy_ticks() else {
+            return 0.0;
+        };
+        let secs = self.at.elapsed().as_secs_f64().max(1e-9);
+        now.saturating_sub(self.busy) as f64 / TICKS_PER_SEC / secs
+    }
+}
+
+/// user + nice + system + irq + softirq + steal ticks of the `cpu` line.
+fn machine_busy_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    parse_machine_busy(stat.lines().next()?)
+}
+
+fn parse_machine_busy(line: &str) -> Option<u64> {
+    let mut it = line.split_whitespace();
+    if it.next()? != "cpu" {
+        return None;
+    }
+    let v: Vec<u64> = it.filter_map(|x| x.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal ...
+    if v.len() < 8 {
+        return None;
+    }
+    Some(v[0] + v[1] + v[2] + v[5] + v[6] + v[7])
+}
+
 /// (thread name, utime + stime ticks) from a /proc stat line.
 fn parse_stat(stat: &str) -> Option<(String, u64)> {
     let open = stat.find('(')?;
@@ -99,6 +179,31 @@ mod tests {
     fn parses_names_with_spaces_and_parentheses() {
         let line = "42 (rdk:broker (1)) S 1 1 1 0 -1 4194560 100 0 0 0 250 30 0 0 20 0 1 0";
         assert_eq!(parse_stat(line), Some(("rdk:broker (1)".into(), 280)));
+    }
+
+    #[test]
+    fn machine_busy_counts_everything_but_idle_and_iowait() {
+        let line = "cpu  100 5 50 1000 20 3 2 1 0 0";
+        assert_eq!(parse_machine_busy(line), Some(161));
+        assert_eq!(parse_machine_busy("cpu0 1 2 3 4 5 6 7 8"), None);
+        assert_eq!(parse_machine_busy("cpu 1 2"), None);
+    }
+
+    #[test]
+    fn counts_a_busy_child_process() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "i=0; while [ $i -lt 400000 ]; do i=$((i+1)); done"])
+            .spawn()
+            .unwrap();
+        let cpu = ProcessCpu::start(&[("sh".into(), child.id())]);
+        let machine = MachineCpu::start();
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        let secs = cpu.seconds();
+        let busy = machine.busy_cores();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(secs.get("sh").copied().unwrap_or(0.0) > 0.1, "{secs:?}");
+        assert!(busy > 0.2, "{busy}");
     }
 
     #[test]

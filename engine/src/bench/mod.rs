@@ -218,6 +218,15 @@ async fn run_with_services(
     };
 
     // VeloStream.
+    // CPU of the local services is accounted too (unknown for your own services).
+    let pid_of = |svc: Service| local.and_then(|l| l.pid(svc));
+    let watch: Vec<(String, u32)> = [
+        ("tansu", Service::Kafka),
+        ("clickhouse", Service::ClickHouse),
+    ]
+    .into_iter()
+    .filter_map(|(name, svc)| pid_of(svc).map(|p| (name.to_string(), p)))
+    .collect();
     let mut producer = ProducerConfig::new(kafka.clone(), format!("velostream_bench_{run_id}"));
     cfg.tune(&mut producer);
     let spec = pipeline::RunSpec {
@@ -236,6 +245,7 @@ async fn run_with_services(
         precreate: None,
         insert_rows,
         producer,
+        watch,
     };
     let main = pipeline::run(&spec, Arc::clone(&source)).await?;
     let table_columns = ch
@@ -285,7 +295,15 @@ async fn run_with_services(
         ch.execute(&sql).await?;
         let streams = cfg.consumers.max(1) * cfg.insert_streams.max(1);
         eprintln!("bench: native-file insert with {streams} streams");
-        let r = native_file::run(&ch, &t, &native_path, &prepared.native_chunks, streams).await?;
+        let r = native_file::run(
+            &ch,
+            &t,
+            &native_path,
+            &prepared.native_chunks,
+            streams,
+            pid_of(Service::ClickHouse),
+        )
+        .await?;
         let n = ch.count_rows(&t).await?;
         if n != prepared.checksum.rows {
             return Err(Error::Validation(format!(

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::cpu::{MachineCpu, ProcessCpu};
 use super::expected::Chunk;
 use crate::clickhouse::{ClickHouse, InsertOptions, TableRef};
 use crate::{Error, Result};
@@ -23,6 +24,10 @@ pub struct NativeFileResult {
     pub streams: usize,
     pub seconds: f64,
     pub rows_per_s: f64,
+    /// ClickHouse server CPU seconds per million rows (when its process is known).
+    pub clickhouse_cpu_seconds_per_million_rows: Option<f64>,
+    /// Average busy cores of the whole machine during the insert.
+    pub machine_busy_cores: f64,
 }
 
 /// Inserts every chunk of `file` into `table` with `streams` parallel streams.
@@ -32,7 +37,14 @@ pub async fn run(
     file: &Path,
     chunks: &[Chunk],
     streams: usize,
+    clickhouse_pid: Option<u32>,
 ) -> Result<NativeFileResult> {
+    let watch: Vec<(String, u32)> = clickhouse_pid
+        .map(|p| ("clickhouse".to_string(), p))
+        .into_iter()
+        .collect();
+    let server_cpu = ProcessCpu::start(&watch);
+    let machine_cpu = MachineCpu::start();
     let f = Arc::new(
         std::fs::File::open(file)
             .map_err(|e| Error::io(format!("opening {}", file.display()), e))?,
@@ -68,12 +80,19 @@ pub async fn run(
             .map_err(|e| Error::Interrupted(format!("an insert stream panicked: {e}")))??;
     }
     let seconds = started.elapsed().as_secs_f64();
+    let machine_busy_cores = machine_cpu.busy_cores();
     let rows: u64 = chunks.iter().map(|c| c.rows).sum();
+    let clickhouse_cpu_seconds_per_million_rows = server_cpu
+        .seconds()
+        .get("clickhouse")
+        .map(|s| s / rows.max(1) as f64 * 1e6);
     Ok(NativeFileResult {
         rows,
         bytes: chunks.iter().map(|c| c.len as u64).sum(),
         streams: streams.max(1),
         seconds,
         rows_per_s: rows as f64 / seconds.max(1e-9),
+        clickhouse_cpu_seconds_per_million_rows,
+        machine_busy_cores,
     })
 }

@@ -1,6 +1,7 @@
 //! One measured pipeline run: topic and table provisioning, consumers,
 //! the producer, the sampler, and waiting until every row is in ClickHouse.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 use velostream_codecs::chtype::ChType;
 use velostream_codecs::ddl::{self, CreateTable};
 
-use super::cpu::{CpuSampler, CpuSplit};
+use super::cpu::{CpuSampler, CpuSplit, MachineCpu, ProcessCpu};
 use super::timeline::{Sample, Timeline};
 use crate::clickhouse::{ClickHouse, ClickHouseConfig, TableRef};
 use crate::consumer::{self, ConsumeSummary, ConsumerConfig};
@@ -44,6 +45,8 @@ pub struct RunSpec {
     /// Rows per insert of each consumer lane.
     pub insert_rows: usize,
     pub producer: ProducerConfig,
+    /// Service processes whose CPU time is accounted (name, pid).
+    pub watch: Vec<(String, u32)>,
 }
 
 /// What one run measured.
@@ -59,6 +62,10 @@ pub struct RunResult {
     pub consumer_secs: f64,
     pub timeline: Timeline,
     pub cpu: CpuSplit,
+    /// CPU seconds of each watched service process during the run.
+    pub services_cpu: BTreeMap<String, f64>,
+    /// Average busy cores of the whole machine during the run.
+    pub machine_busy_cores: f64,
 }
 
 /// Runs the pipeline once.
@@ -124,6 +131,8 @@ pub async fn run(spec: &RunSpec, source: Arc<ParquetSource>) -> Result<RunResult
     let done_sampling = Arc::new(AtomicBool::new(false));
     let timeline = Arc::new(Mutex::new(Timeline::default()));
     let cpu = Arc::new(Mutex::new(CpuSampler::start()));
+    let services_cpu = ProcessCpu::start(&spec.watch);
+    let machine_cpu = MachineCpu::start();
     let started = Instant::now();
     let sampler = {
         let (ch, table) = (ch.clone(), spec.table.clone());
@@ -252,6 +261,8 @@ pub async fn run(spec: &RunSpec, source: Arc<ParquetSource>) -> Result<RunResult
             clickhouse_rows: rows_clickhouse,
         });
     cpu.lock().unwrap_or_else(|e| e.into_inner()).sample();
+    let services_cpu = services_cpu.seconds();
+    let machine_busy_cores = machine_cpu.busy_cores();
     done_sampling.store(true, Ordering::Relaxed);
     let _ = sampler.await;
     stop_consumers.store(true, Ordering::Relaxed);
@@ -276,5 +287,7 @@ pub async fn run(spec: &RunSpec, source: Arc<ParquetSource>) -> Result<RunResult
             .max(SAMPLE_EVERY.as_secs_f64()),
         timeline,
         cpu,
+        services_cpu,
+        machine_busy_cores,
     })
 }

@@ -28,6 +28,12 @@ pub fn run_json(r: &RunResult) -> Value {
             "cpu_seconds_per_million_rows": r.cpu.consumer / rows * 1e6,
         },
         "kafka_client_cpu_seconds_per_million_rows": r.cpu.kafka_client / rows * 1e6,
+        "services_cpu_seconds_per_million_rows": r
+            .services_cpu
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(v / rows * 1e6)))
+            .collect::<serde_json::Map<_, _>>(),
+        "machine_busy_cores": r.machine_busy_cores,
         "end_to_end_rows_per_s": r.rows_clickhouse as f64 / r.end_to_end_secs.max(1e-9),
         "end_to_end_seconds": r.end_to_end_secs,
         "wire_bytes_per_row": p.wire_bytes as f64 / rows,
@@ -78,8 +84,13 @@ pub fn document(
         "peak_lag_rows": m["peak_lag_rows"],
         "peak_lag_messages": m["peak_lag_messages"],
         "kafka_client_cpu_seconds_per_million_rows": m["kafka_client_cpu_seconds_per_million_rows"],
+        "services_cpu_seconds_per_million_rows": m["services_cpu_seconds_per_million_rows"],
+        "machine_busy_cores": m["machine_busy_cores"],
         "machine": machine,
     });
+    if let Some(b) = cpu_budget(&m, native, doc["machine"]["cpus"].as_f64()) {
+        doc["cpu_budget"] = b;
+    }
     let mut compare = serde_json::Map::new();
     let mut ratios = serde_json::Map::new();
     let e2e = m["end_to_end_rows_per_s"].as_f64().unwrap_or(0.0);
@@ -136,6 +147,38 @@ pub fn document(
     doc
 }
 
+/// What the measured CPU costs allow on this machine: every process of the
+/// pipeline (producer, consumer, librdkafka, tansu, ClickHouse) shares the
+/// same cores, so `cores / total CPU per row` bounds the end-to-end rate even
+/// with perfect overlap; divided by the native-file rate it bounds the
+/// end-to-end / native-file ratio. Needs the services' CPU (local services).
+fn cpu_budget(m: &Value, native: Option<&NativeFileResult>, cpus: Option<f64>) -> Option<Value> {
+    let services = m["services_cpu_seconds_per_million_rows"].as_object()?;
+    let clickhouse = services.get("clickhouse")?.as_f64()?;
+    let tansu = services.get("tansu").and_then(Value::as_f64).unwrap_or(0.0);
+    let producer = m["producer"]["cpu_seconds_per_million_rows"].as_f64()?;
+    let consumer = m["consumer"]["cpu_seconds_per_million_rows"].as_f64()?;
+    let client = m["kafka_client_cpu_seconds_per_million_rows"].as_f64()?;
+    let total = producer + consumer + client + tansu + clickhouse;
+    let cpus = cpus.filter(|c| *c > 0.0)?;
+    let ceiling = cpus * 1e6 / total.max(1e-9);
+    let mut b = json!({
+        "cpus": cpus,
+        "producer": producer,
+        "consumer": consumer,
+        "kafka_client": client,
+        "tansu": tansu,
+        "clickhouse": clickhouse,
+        "total": total,
+        "end_to_end_ceiling_rows_per_s": ceiling,
+    });
+    if let Some(n) = native {
+        b["native_file_clickhouse"] = json!(n.clickhouse_cpu_seconds_per_million_rows);
+        b["end_to_end_vs_native_file_ceiling"] = json!(ceiling / n.rows_per_s.max(1e-9));
+    }
+    Some(b)
+}
+
 /// The human table.
 pub fn table(doc: &Value) -> String {
     let f = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
@@ -186,6 +229,36 @@ pub fn table(doc: &Value) -> String {
             f(&doc["kafka_client_cpu_seconds_per_million_rows"])
         ),
     );
+    if let Some(svc) = doc["services_cpu_seconds_per_million_rows"].as_object() {
+        if !svc.is_empty() {
+            let parts: Vec<String> = svc
+                .iter()
+                .map(|(k, v)| format!("{k} {:.2}", f(v)))
+                .collect();
+            line("CPU s per M rows: services", parts.join(" / "));
+        }
+    }
+    line(
+        "machine busy cores (all processes)",
+        format!("{:.2}", f(&doc["machine_busy_cores"])),
+    );
+    if let Some(b) = doc.get("cpu_budget") {
+        line(
+            "CPU-bound ceiling of end-to-end rows/s",
+            format!(
+                "{:.0} ({} cores / {:.2} CPU s per M rows in all processes)",
+                f(&b["end_to_end_ceiling_rows_per_s"]),
+                b["cpus"],
+                f(&b["total"])
+            ),
+        );
+        if let Some(c) = b.get("end_to_end_vs_native_file_ceiling") {
+            line(
+                "ceiling of ratio end_to_end_vs_native_file",
+                format!("{:.3}", f(c)),
+            );
+        }
+    }
     if let Some(j) = doc.get("compare").and_then(|c| c.get("json-rows")) {
         line(
             "json-rows: end-to-end rows/s",
@@ -205,6 +278,15 @@ pub fn table(doc: &Value) -> String {
             "native-file insert rows/s",
             format!("{:.0} ({} streams)", f(&n["rows_per_s"]), n["streams"]),
         );
+        if let Some(c) = n["clickhouse_cpu_seconds_per_million_rows"].as_f64() {
+            line(
+                "native-file: ClickHouse CPU s per M rows",
+                format!(
+                    "{c:.2} (machine busy cores {:.2})",
+                    f(&n["machine_busy_cores"])
+                ),
+            );
+        }
     }
     if let Some(d) = doc.get("compare").and_then(|c| c.get("parquet-decode")) {
         line(
