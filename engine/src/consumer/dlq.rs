@@ -5,13 +5,10 @@
 //! dead-letter copy is acknowledged.
 //!
 //! A transform fails inside an insert lane, long after the consumer thread
-//! has let go of the Kafka message; the original headers of messages that a
-//! transform may still reject are therefore kept here ([`DeadLetters::remember`])
-//! until their rows are stored, and attached to their dead letter.
+//! has let go of the Kafka message; the message handed to the lane therefore
+//! carries its own value and headers for its dead letter.
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use rdkafka::message::{Header, OwnedHeaders};
@@ -75,9 +72,6 @@ pub struct DeadLetters {
     /// Messages acknowledged by the dead-letter topic (from the consumer
     /// thread and from the lanes).
     sent: AtomicU64,
-    /// partition → offset → original headers of messages in flight to a
-    /// transform (see the module documentation).
-    remembered: Mutex<HashMap<i32, BTreeMap<i64, OriginalHeaders>>>,
 }
 
 impl std::fmt::Debug for DeadLetters {
@@ -108,43 +102,7 @@ impl DeadLetters {
             topic: topic.to_string(),
             source_topic: source_topic.to_string(),
             sent: AtomicU64::new(0),
-            remembered: Mutex::new(HashMap::new()),
         })
-    }
-
-    /// Keeps the original headers of a message that a transform may still
-    /// reject, for its dead letter.
-    pub fn remember(&self, partition: i32, offset: i64, headers: OriginalHeaders) {
-        self.lock_remembered()
-            .entry(partition)
-            .or_default()
-            .insert(offset, headers);
-    }
-
-    /// Forgets the headers of messages that can no longer be dead-lettered:
-    /// those of partitions not in `assigned`, and those before the stored
-    /// offset of their partition (their rows are in ClickHouse).
-    pub fn forget(&self, assigned: &std::collections::BTreeSet<i32>, stored: &HashMap<i32, i64>) {
-        let mut r = self.lock_remembered();
-        r.retain(|p, _| assigned.contains(p));
-        for (p, offsets) in r.iter_mut() {
-            if let Some(&next) = stored.get(p) {
-                *offsets = offsets.split_off(&next);
-            }
-        }
-        r.retain(|_, offsets| !offsets.is_empty());
-    }
-
-    fn take_remembered(&self, partition: i32, offset: i64) -> Option<OriginalHeaders> {
-        self.lock_remembered()
-            .get_mut(&partition)
-            .and_then(|o| o.remove(&offset))
-    }
-
-    fn lock_remembered(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<i32, BTreeMap<i64, OriginalHeaders>>> {
-        self.remembered.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Messages dead-lettered so far.
@@ -152,32 +110,11 @@ impl DeadLetters {
         self.sent.load(Ordering::Relaxed)
     }
 
-    /// Copies one message to the dead-letter topic and waits for the ack.
-    /// `headers` are the message's original headers; when empty, those
-    /// [remembered](Self::remember) for this partition and offset are used.
-    /// The reason is derived from `why` (a transform failure or a decoding
-    /// problem); see [`Self::send_with_reason`].
-    pub async fn send(
-        &self,
-        partition: i32,
-        offset: i64,
-        payload: &[u8],
-        headers: &[(String, Vec<u8>)],
-        why: &str,
-    ) -> Result<()> {
-        let reason = if why.starts_with("transform failed") {
-            Reason::TransformFailed
-        } else {
-            Reason::Undecodable
-        };
-        self.send_with_reason(partition, offset, payload, headers, reason, why)
-            .await
-    }
-
-    /// Copies one message to the dead-letter topic with the original
-    /// headers (or the remembered ones, when `headers` is empty) followed by
-    /// [`H_REASON`], [`H_ERROR`], [`H_TOPIC`], [`H_PARTITION`] and
-    /// [`H_OFFSET`], and waits for the acknowledgement.
+    /// Copies one message to the dead-letter topic with its original
+    /// `headers` (earlier `velostream.dlq.*` ones dropped) followed by
+    /// [`H_REASON`] (`reason`), [`H_ERROR`] (`why`), [`H_TOPIC`],
+    /// [`H_PARTITION`] and [`H_OFFSET`] (and [`H_VALUE_BYTES`] when the value
+    /// is too large to copy), and waits for the acknowledgement.
     pub async fn send_with_reason(
         &self,
         partition: i32,
@@ -187,41 +124,20 @@ impl DeadLetters {
         reason: Reason,
         why: &str,
     ) -> Result<()> {
-        let remembered = self.take_remembered(partition, offset);
-        let original: &[(String, Vec<u8>)] = match (&remembered, headers.is_empty()) {
-            (Some(r), true) => r,
-            _ => headers,
-        };
-        let mut h = OwnedHeaders::new_with_capacity(original.len() + 6);
-        for (k, v) in original {
-            // A replayed dead letter failing again gets this failure's
-            // headers, not two sets.
-            if k.starts_with("velostream.dlq.") {
-                continue;
-            }
-            h = h.insert(Header {
-                key: k,
-                value: Some(v),
-            });
-        }
-        let p = partition.to_string();
-        let o = offset.to_string();
-        let size = payload.len().to_string();
         let copied = payload.len() <= MAX_COPIED_VALUE_BYTES;
-        let mut ours = vec![
-            (H_REASON, reason.name()),
-            (H_ERROR, why),
-            (H_TOPIC, self.source_topic.as_str()),
-            (H_PARTITION, p.as_str()),
-            (H_OFFSET, o.as_str()),
-        ];
-        if !copied {
-            ours.push((H_VALUE_BYTES, size.as_str()));
-        }
-        for (k, v) in ours {
+        let mut h = OwnedHeaders::new_with_capacity(headers.len() + 6);
+        for (k, v) in letter_headers(
+            headers,
+            reason,
+            why,
+            &self.source_topic,
+            partition,
+            offset,
+            payload.len(),
+        ) {
             h = h.insert(Header {
-                key: k,
-                value: Some(v),
+                key: &k,
+                value: Some(&v),
             });
         }
         let value: &[u8] = if copied { payload } else { &[] };
@@ -252,38 +168,76 @@ impl DeadLetters {
     }
 }
 
+/// The headers of a dead letter: the original ones (minus earlier
+/// `velostream.dlq.*` ones: a replayed dead letter failing again gets this
+/// failure's headers, not two sets), then ours.
+fn letter_headers(
+    original: &[(String, Vec<u8>)],
+    reason: Reason,
+    why: &str,
+    source_topic: &str,
+    partition: i32,
+    offset: i64,
+    value_bytes: usize,
+) -> OriginalHeaders {
+    let mut h: OriginalHeaders = original
+        .iter()
+        .filter(|(k, _)| !k.starts_with("velostream.dlq."))
+        .cloned()
+        .collect();
+    let mut ours = vec![
+        (H_REASON, reason.name().to_string()),
+        (H_ERROR, why.to_string()),
+        (H_TOPIC, source_topic.to_string()),
+        (H_PARTITION, partition.to_string()),
+        (H_OFFSET, offset.to_string()),
+    ];
+    if value_bytes > MAX_COPIED_VALUE_BYTES {
+        ours.push((H_VALUE_BYTES, value_bytes.to_string()));
+    }
+    h.extend(
+        ours.into_iter()
+            .map(|(k, v)| (k.to_string(), v.into_bytes())),
+    );
+    h
+}
+
 #[cfg(test)]
 mod tests {
-    use std::collections::{BTreeSet, HashMap};
-
     use super::*;
 
-    fn dead_letters() -> DeadLetters {
-        // Creating a producer does not connect; nothing is sent here.
-        DeadLetters::new(&KafkaArgs::new("127.0.0.1:9"), "dead", "src").expect("producer")
-    }
-
-    fn h(v: &str) -> OriginalHeaders {
-        vec![("velostream.file".into(), v.as_bytes().to_vec())]
+    fn get<'a>(h: &'a OriginalHeaders, key: &str) -> Vec<&'a [u8]> {
+        h.iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_slice())
+            .collect()
     }
 
     #[test]
-    fn remembered_headers_are_taken_once_and_forgotten_when_stored_or_revoked() {
-        let d = dead_letters();
-        d.remember(0, 5, h("a"));
-        d.remember(0, 6, h("b"));
-        d.remember(1, 9, h("c"));
-        assert_eq!(d.take_remembered(0, 5), Some(h("a")));
-        assert_eq!(d.take_remembered(0, 5), None, "taken once");
-        // Partition 0 stored up to offset 7 (exclusive): offset 6 is gone.
-        let assigned: BTreeSet<i32> = [0, 1].into();
-        d.forget(&assigned, &HashMap::from([(0, 7)]));
-        assert_eq!(d.take_remembered(0, 6), None);
-        assert_eq!(d.take_remembered(1, 9), Some(h("c")), "not stored yet");
-        // Partition 1 revoked: its headers go.
-        d.remember(1, 10, h("d"));
-        d.forget(&[0].into(), &HashMap::new());
-        assert_eq!(d.take_remembered(1, 10), None);
+    fn letters_keep_original_headers_and_replace_earlier_dead_letter_ones() {
+        let original: OriginalHeaders = vec![
+            ("velostream.file".into(), b"a.parquet".to_vec()),
+            ("trace-id".into(), vec![0, 255]),
+            (H_REASON.into(), b"undecodable".to_vec()),
+            (H_VALUE_BYTES.into(), b"99".to_vec()),
+        ];
+        let h = letter_headers(&original, Reason::TransformFailed, "boom", "src", 3, 41, 10);
+        assert_eq!(&h[..2], &original[..2], "original headers first, in order");
+        assert_eq!(get(&h, H_REASON), [b"transform_failed".as_slice()]);
+        assert_eq!(get(&h, H_ERROR), [b"boom".as_slice()]);
+        assert_eq!(get(&h, H_TOPIC), [b"src".as_slice()]);
+        assert_eq!(get(&h, H_PARTITION), [b"3".as_slice()]);
+        assert_eq!(get(&h, H_OFFSET), [b"41".as_slice()]);
+        assert!(
+            get(&h, H_VALUE_BYTES).is_empty(),
+            "a copied value has no size header"
+        );
+        assert_eq!(h.len(), 7);
+
+        let big = MAX_COPIED_VALUE_BYTES + 1;
+        let h = letter_headers(&[], Reason::Oversized, "big", "src", 0, 0, big);
+        assert_eq!(get(&h, H_VALUE_BYTES), [big.to_string().as_bytes()]);
+        assert_eq!(get(&h, H_REASON), [b"oversized".as_slice()]);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use velostream_sql::Transform;
 
-use super::dlq::DeadLetters;
+use super::dlq::{DeadLetters, OriginalHeaders, Reason};
 use super::table::{self, TablePlan};
 use crate::clickhouse::{ClickHouse, InsertOptions, TableRef};
 use crate::metrics as m;
@@ -44,8 +44,17 @@ pub(super) struct Item {
     pub partition: i32,
     pub offset: i64,
     pub rows: Rows,
-    /// The original value, kept when a transform may still reject it.
-    pub raw: Option<Arc<[u8]>>,
+    /// The message as consumed, kept when a transform may still reject it
+    /// (a transform and a dead-letter topic are configured): its dead
+    /// letter is a copy of it.
+    pub original: Option<Original>,
+}
+
+/// The value and headers of a consumed message, for its dead letter.
+#[derive(Debug)]
+pub(super) struct Original {
+    pub value: Arc<[u8]>,
+    pub headers: OriginalHeaders,
 }
 
 /// What the consumer thread sends a lane, in order.
@@ -200,7 +209,7 @@ impl Lane {
                 Err(e) => {
                     let what = format!("transform failed: {e}");
                     return self
-                        .dead_letter(item.partition, item.offset, item.raw, &what)
+                        .dead_letter(item.partition, item.offset, item.original, &what)
                         .await;
                 }
             },
@@ -227,21 +236,36 @@ impl Lane {
         Ok(())
     }
 
+    /// Copies a message the transform rejected to the dead-letter topic.
     async fn dead_letter(
         &self,
         partition: i32,
         offset: i64,
-        raw: Option<Arc<[u8]>>,
+        original: Option<Original>,
         why: &str,
     ) -> Result<()> {
+        let topic = &self.shared.topic;
         let Some(dlq) = &self.shared.dead_letters else {
             return Err(Error::Validation(format!(
-                "topic {} partition {partition} offset {offset}: {why} (no --dlq-topic configured)",
-                self.shared.topic
+                "topic {topic} partition {partition} offset {offset}: {why} (no --dlq-topic configured)"
             )));
         };
-        dlq.send(partition, offset, raw.as_deref().unwrap_or(&[]), &[], why)
-            .await
+        // The consumer thread keeps the original whenever a transform and a
+        // dead-letter topic are configured; never send a copy without it.
+        let Some(original) = original else {
+            return Err(Error::Validation(format!(
+                "topic {topic} partition {partition} offset {offset}: {why} (the message was not kept for its dead letter)"
+            )));
+        };
+        dlq.send_with_reason(
+            partition,
+            offset,
+            &original.value,
+            &original.headers,
+            Reason::TransformFailed,
+            why,
+        )
+        .await
     }
 
     /// Ends the buffer: encodes it (while the previous insert may still be

@@ -24,7 +24,7 @@ mod poll;
 pub mod table;
 
 pub use config::{ConsumerConfig, OFFSET_COLUMN, PARTITION_COLUMN};
-pub use dlq::{H_ERROR, H_OFFSET, H_PARTITION, H_TOPIC};
+pub use dlq::{H_ERROR, H_OFFSET, H_PARTITION, H_REASON, H_TOPIC, H_VALUE_BYTES};
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::AtomicBool;

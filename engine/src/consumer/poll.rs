@@ -25,7 +25,7 @@ use velostream_codecs::CodecError;
 use super::config::{ConsumerConfig, COMMIT_INTERVAL, POLL_TIMEOUT};
 use super::context::{lock, Ctx, Shared};
 use super::dlq::{DeadLetters, OriginalHeaders, Reason};
-use super::lane::{Item, LaneMsg, Rows};
+use super::lane::{Item, LaneMsg, Original, Rows};
 use super::pipeline::Pipeline;
 use super::ConsumeSummary;
 use crate::metrics as m;
@@ -81,13 +81,6 @@ impl Poller {
                     tracing::warn!("commit failed (will retry): {e}");
                 }
                 self.publish_lag(&stats);
-                if let Some(dlq) = &self.dead_letters {
-                    // Lanes only hold messages of assigned partitions (a
-                    // revocation flushes them), so this is safe here.
-                    let assigned = lock(&self.shared.assignment).clone();
-                    let stored = lock(&self.shared.stored).clone();
-                    dlq.forget(&assigned, &stored);
-                }
             }
             // Hand queued messages to their lanes, in order.
             if let Some(p) = &pipeline {
@@ -195,7 +188,7 @@ impl Poller {
             partition,
             offset,
             rows,
-            raw: None,
+            original: None,
         };
         if payload.len() > self.cfg.max_message_bytes {
             let why = format!(
@@ -247,16 +240,18 @@ impl Poller {
         if rows == 0 {
             return Ok(item(Rows::Skip));
         }
-        let raw = self.cfg.transform.as_ref().map(|_| Arc::from(payload));
-        if let (Some(_), Some(dlq)) = (&raw, &self.dead_letters) {
-            // The transform runs in a lane; its dead letter needs these.
-            dlq.remember(partition, offset, original_headers(msg));
-        }
+        // The transform runs in a lane, after this message is gone; a
+        // dead letter from there is made of this copy.
+        let original =
+            (self.cfg.transform.is_some() && self.dead_letters.is_some()).then(|| Original {
+                value: Arc::from(payload),
+                headers: original_headers(msg),
+            });
         Ok(Item {
             partition,
             offset,
             rows: Rows::Arrow(decoded.batches),
-            raw,
+            original,
         })
     }
 

@@ -606,9 +606,6 @@ fn envelope_headers(schema: &Schema, rows: u64, tag: &str) -> Vec<(String, Vec<u
     h
 }
 
-/// The dead-letter reason header (see the README, "Dead letters").
-const H_REASON: &str = "velostream.dlq.reason";
-
 /// Asserts that a dead letter carries every original header unchanged.
 fn assert_carries(letter: &[(String, String)], original: &[(String, Vec<u8>)]) {
     for (k, v) in original {
@@ -865,7 +862,7 @@ async fn a_message_the_transform_fails_on_goes_to_the_dead_letter_topic() {
         why.to_ascii_lowercase().contains("divide by zero"),
         "the error header says why: {why}"
     );
-    assert_eq!(header(headers, H_REASON), "transform_failed");
+    assert_eq!(header(headers, consumer::H_REASON), "transform_failed");
     // The original velostream.* envelope and foreign headers travel along.
     assert_carries(headers, &originals[2]);
     assert_eq!(header(headers, "velostream.file"), "chunk2.parquet");
@@ -1013,11 +1010,16 @@ async fn every_kind_of_poison_in_one_stream_is_handled_and_good_rows_land_once()
             payload.len(),
             value.len()
         );
-        assert_eq!(header(headers, H_REASON), *reason, "{headers:?}");
+        assert_eq!(header(headers, consumer::H_REASON), *reason, "{headers:?}");
         assert_eq!(header(headers, consumer::H_TOPIC), topic);
         assert_eq!(header(headers, consumer::H_PARTITION), p.to_string());
         assert_eq!(header(headers, consumer::H_OFFSET), o.to_string());
         assert!(!header(headers, consumer::H_ERROR).trim().is_empty());
+        assert!(
+            headers.iter().all(|(k, _)| k != consumer::H_VALUE_BYTES),
+            "a copied value has no {} header: {headers:?}",
+            consumer::H_VALUE_BYTES
+        );
         assert_carries(headers, original);
     }
     let why = |i: usize| header(&letters[i].1, consumer::H_ERROR).to_string();
