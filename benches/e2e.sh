@@ -17,7 +17,9 @@ stamp="$(date -u +%Y%m%dT%H%M%SZ)"
 out="benches/results/e2e-${ROWS}-${stamp}"
 mkdir -p benches/results
 
-infra/local/bench.sh --rows "$ROWS" --partitions 4 \
+# Inserts go uncompressed: on loopback, compressing only burns CPU on both
+# ends of the same two cores (every side of the comparison uses the same setting).
+infra/local/bench.sh --rows "$ROWS" --partitions 4 --clickhouse-compression none \
     --compare json-rows --compare native-file --compare parquet-decode \
     --report-json "$out.json" --chart "$out.svg" "$@"
 
@@ -36,6 +38,13 @@ check("producer", ratios.get("producer_vs_parquet_decode", 0), ">=", 0.8, "produ
 check("cpu", ratios.get("consumer_cpu_vs_json_rows", 1), "<=", 0.1, "consumer CPU s/Mrow vs JSON")
 print(f"  consumer CPU seconds per million rows: {r['consumer']['cpu_seconds_per_million_rows']:.3f}"
       f" (JSON: {r['compare']['json-rows']['consumer']['cpu_seconds_per_million_rows']:.3f})")
+b = r.get("cpu_budget")
+if b:
+    print(f"  CPU s per million rows: producer {b['producer']:.3f}, consumer {b['consumer']:.3f},"
+          f" librdkafka {b['kafka_client']:.3f}, tansu {b['tansu']:.3f}, ClickHouse {b['clickhouse']:.3f}"
+          f" = {b['total']:.3f} on {b['cpus']:.0f} cores (machine busy {r['machine_busy_cores']:.2f} cores)")
+    print(f"  CPU-bound ceiling: {b['end_to_end_ceiling_rows_per_s']:.0f} rows/s end to end;"
+          f" ratio vs native-file at most {b.get('end_to_end_vs_native_file_ceiling', float('nan')):.3f}")
 print(f"  validated: {r['validated']}, rows: {r['rows_clickhouse']}")
 PY
 echo "report: $out.json  chart: $out.svg"

@@ -84,6 +84,32 @@ fn native(c: &mut Criterion) {
                 })
             });
         }
+        // One insert block from the many message batches a consumer lane
+        // gathers: concatenating first (the old way) vs writing the parts.
+        let cols = table_columns(&schema, ServerCaps::MODERN).unwrap();
+        let enc = NativeEncoder::new(&schema, &cols, MappingOptions::default()).unwrap();
+        let parts: Vec<_> = (0..rows)
+            .step_by(16_384)
+            .map(|at| batch.slice(at, 16_384.min(rows - at)))
+            .collect();
+        let mut out = Vec::new();
+        g.bench_function(
+            BenchmarkId::new("block_of_parts", "concat_then_encode"),
+            |b| {
+                b.iter(|| {
+                    out.clear();
+                    let whole =
+                        arrow_select::concat::concat_batches(&schema, black_box(&parts)).unwrap();
+                    enc.encode(&whole, &mut out).unwrap();
+                })
+            },
+        );
+        g.bench_function(BenchmarkId::new("block_of_parts", "encode_batches"), |b| {
+            b.iter(|| {
+                out.clear();
+                enc.encode_batches(black_box(&parts), &mut out).unwrap();
+            })
+        });
         g.finish();
     }
 }

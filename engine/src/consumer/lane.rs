@@ -111,7 +111,8 @@ struct Buffer {
 
 /// An insert running while the lane gathers the next one.
 struct InFlight {
-    task: tokio::task::JoinHandle<Result<()>>,
+    /// Gives the insert body back, for reuse.
+    task: tokio::task::JoinHandle<Result<Bytes>>,
     /// Sent once the insert has succeeded.
     stored: Vec<Event>,
 }
@@ -121,6 +122,11 @@ pub(super) struct Lane {
     pub shared: Arc<LaneShared>,
     pub data: mpsc::Receiver<LaneMsg>,
     pub events: std_mpsc::Sender<Event>,
+    /// The last insert body's allocation, reused for the next one: insert
+    /// bodies are tens of MB, and a fresh allocation that size is a fresh
+    /// mapping whose every page faults again (measured: about a third of
+    /// the lane's CPU time).
+    pub spare: Option<Vec<u8>>,
 }
 
 impl Lane {
@@ -270,7 +276,7 @@ impl Lane {
 
     /// Ends the buffer: encodes it (while the previous insert may still be
     /// running), waits for the previous insert, then starts this one.
-    async fn flush(&self, buf: &mut Buffer, in_flight: &mut Option<InFlight>) -> Result<()> {
+    async fn flush(&mut self, buf: &mut Buffer, in_flight: &mut Option<InFlight>) -> Result<()> {
         let b = std::mem::take(buf);
         if b.ranges.is_empty() {
             return Ok(());
@@ -310,7 +316,7 @@ impl Lane {
     }
 
     /// Waits for the insert in flight, if any.
-    async fn drain(&self, in_flight: &mut Option<InFlight>) -> Result<()> {
+    async fn drain(&mut self, in_flight: &mut Option<InFlight>) -> Result<()> {
         match in_flight.take() {
             Some(f) => {
                 let done = f.task.await;
@@ -321,13 +327,18 @@ impl Lane {
     }
 
     fn finished(
-        &self,
-        done: std::result::Result<Result<()>, tokio::task::JoinError>,
+        &mut self,
+        done: std::result::Result<Result<Bytes>, tokio::task::JoinError>,
         stored: Vec<Event>,
     ) -> Result<()> {
-        done.map_err(|e| {
+        let body = done.map_err(|e| {
             Error::Interrupted(format!("insert task of lane {} failed: {e}", self.id))
         })??;
+        if let Ok(b) = body.try_into_mut() {
+            let mut v = Vec::from(b);
+            v.clear();
+            self.spare = Some(v);
+        }
         self.report(stored);
         Ok(())
     }
@@ -340,14 +351,15 @@ impl Lane {
 
     /// The insert body and its format.
     async fn encode(
-        &self,
+        &mut self,
         batches: Vec<RecordBatch>,
         json: Vec<u8>,
     ) -> Result<(Bytes, &'static str)> {
         match &self.shared.plan {
             Some(plan) => {
                 let plan = plan.clone();
-                let body = tokio::task::spawn_blocking(move || encode(&plan, &batches))
+                let out = self.spare.take().unwrap_or_default();
+                let body = tokio::task::spawn_blocking(move || encode(&plan, &batches, out))
                     .await
                     .map_err(|e| Error::Validation(format!("encoder task failed: {e}")))??;
                 Ok((body, "Native"))
@@ -373,7 +385,7 @@ async fn insert(
     format: &'static str,
     rows: usize,
     ranges: &BTreeMap<i32, (i64, i64)>,
-) -> Result<()> {
+) -> Result<Bytes> {
     let started = Instant::now();
     let token = dedup_token(&s.topic, ranges);
     let opts = InsertOptions {
@@ -391,7 +403,7 @@ async fn insert(
     metrics::histogram!(m::CONSUMER_INSERT_ROWS).record(rows as f64);
     metrics::histogram!(m::CONSUMER_INSERT_LATENCY).record(started.elapsed().as_secs_f64());
     tracing::debug!(lane, rows, bytes = body.len(), "inserted");
-    Ok(())
+    Ok(body)
 }
 
 /// Retries transient failures with bounded exponential backoff, without
@@ -476,9 +488,10 @@ fn with_offsets(
 
 /// One Native block for all buffered batches (a single block is inserted
 /// atomically by ClickHouse), encoded straight from the batches.
-fn encode(plan: &TablePlan, batches: &[RecordBatch]) -> Result<Bytes> {
+fn encode(plan: &TablePlan, batches: &[RecordBatch], mut out: Vec<u8>) -> Result<Bytes> {
     let size: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
-    let mut out = Vec::with_capacity(size + 4096);
+    out.clear();
+    out.reserve(size + 4096);
     plan.encoder.encode_batches(batches, &mut out)?;
     Ok(Bytes::from(out))
 }

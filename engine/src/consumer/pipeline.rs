@@ -91,6 +91,7 @@ impl Pipeline {
                 shared: Arc::clone(&shared),
                 data: rx,
                 events: events.clone(),
+                spare: None,
             };
             tasks.push(tokio::spawn(lane.run()));
             lanes.push(tx);
