@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use super::consume::ClickHouseArgs;
 use crate::bench::{self, BenchConfig, Compare};
 use crate::kafka::KafkaArgs;
 use crate::{Error, Result};
@@ -18,7 +19,24 @@ use crate::{Error, Result};
 /// checksums against the source. --compare json-rows runs the original
 /// per-row JSON design on the same data; --compare native-file measures
 /// ClickHouse inserting the same rows from pre-encoded Native data.
+///
+/// Kafka and ClickHouse take the same connection, TLS, SASL and credential
+/// flags (and environment variables) as produce and consume.
 #[derive(Debug, clap::Args)]
+#[command(
+    // The shared flags require an endpoint; the bench starts local services
+    // without one (an empty value means "absent").
+    mut_arg("brokers", |a| a
+        .required(false)
+        .default_value("")
+        .hide_default_value(true)
+        .help("Kafka bootstrap servers, comma separated (HOST:PORT[,…]); local tansu when absent")),
+    mut_arg("clickhouse_url", |a| a
+        .required(false)
+        .default_value("")
+        .hide_default_value(true)
+        .help("ClickHouse HTTP(S) endpoint (no credentials in the URL); local clickhouse-server when absent")),
+)]
 pub struct BenchArgs {
     /// Rows of generated taxi data (ignored with --input).
     #[arg(long, default_value_t = 2_000_000)]
@@ -28,17 +46,11 @@ pub struct BenchArgs {
     #[arg(long, num_args = 1.., value_name = "PATH")]
     pub input: Vec<String>,
 
-    /// Kafka brokers; local tansu when absent.
-    #[arg(long, env = "VELOSTREAM_BROKERS")]
-    pub brokers: Option<String>,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
 
-    /// Any librdkafka property for every client, repeatable: -X key=value.
-    #[arg(short = 'X', long = "kafka-option", value_name = "KEY=VALUE")]
-    pub kafka_options: Vec<String>,
-
-    /// ClickHouse HTTP URL; local clickhouse-server when absent.
-    #[arg(long, env = "VELOSTREAM_CLICKHOUSE_URL")]
-    pub clickhouse_url: Option<String>,
+    #[command(flatten)]
+    pub clickhouse: ClickHouseArgs,
 
     /// Topic partitions.
     #[arg(long, default_value_t = 4)]
@@ -100,12 +112,6 @@ pub struct BenchArgs {
     #[arg(long)]
     pub keep_tables: bool,
 
-    /// Compression of the insert bodies sent to ClickHouse (VeloStream and
-    /// native-file alike): lz4 or none. On a loopback link `none` saves the
-    /// CPU of compressing and decompressing on the same cores.
-    #[arg(long, default_value = "lz4", value_parser = ["lz4", "none"])]
-    pub clickhouse_compression: String,
-
     /// Serve Prometheus metrics on this address during the run.
     #[arg(long, env = "VELOSTREAM_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
@@ -115,21 +121,53 @@ pub struct BenchArgs {
     pub hold_metrics_secs: f64,
 }
 
+impl BenchArgs {
+    /// The Kafka settings, or `None` for the local tansu. Connection
+    /// settings without `--brokers` are refused: the local services speak
+    /// plaintext without credentials, so they could only be ignored.
+    pub fn kafka(&self) -> Result<Option<KafkaArgs>> {
+        if !self.kafka.brokers.trim().is_empty() {
+            return Ok(Some(self.kafka.clone()));
+        }
+        let mut set = self.kafka.security_flags_set();
+        if !self.kafka.options.is_empty() {
+            set.push("-X/--kafka-option");
+        }
+        if set.is_empty() {
+            return Ok(None);
+        }
+        Err(Error::Config(format!(
+            "{} given without --brokers: the local Kafka the bench starts takes no \
+             connection settings; pass --brokers to use your own",
+            set.join(", ")
+        )))
+    }
+
+    /// The ClickHouse settings, or `None` for the local clickhouse-server
+    /// (credentials without `--clickhouse-url` are refused, like for Kafka).
+    pub fn clickhouse(&self) -> Result<Option<crate::clickhouse::ClickHouseConfig>> {
+        if !self.clickhouse.clickhouse_url.trim().is_empty() {
+            return Ok(Some(self.clickhouse.config()));
+        }
+        let set = self.clickhouse.credential_flags_set();
+        if set.is_empty() {
+            return Ok(None);
+        }
+        Err(Error::Config(format!(
+            "{} given without --clickhouse-url: the local ClickHouse the bench starts \
+             takes no credentials; pass --clickhouse-url to use your own",
+            set.join(", ")
+        )))
+    }
+}
+
 /// Runs `velostream bench`.
 pub fn run(args: BenchArgs) -> Result<()> {
-    let kafka = args.brokers.as_ref().map(|b| {
-        let mut k = KafkaArgs::new(b.clone());
-        k.options = args.kafka_options.clone();
-        k
-    });
     let cfg = BenchConfig {
         rows: args.rows,
         inputs: args.input.clone(),
-        kafka,
-        clickhouse: args
-            .clickhouse_url
-            .clone()
-            .map(crate::clickhouse::ClickHouseConfig::new),
+        kafka: args.kafka()?,
+        clickhouse: args.clickhouse()?,
         partitions: args.partitions.max(1),
         consumers: args.consumers.max(1),
         insert_streams: args.insert_streams.max(1),
@@ -145,7 +183,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         kafka_compression: args.kafka_compression.clone(),
         producer_parallelism: args.producer_parallelism,
         insert_rows: args.insert_rows,
-        insert_compression: args.clickhouse_compression.parse()?,
+        insert_compression: args.clickhouse.clickhouse_compression.parse()?,
     };
     if !args.hold_metrics_secs.is_finite() || args.hold_metrics_secs < 0.0 {
         return Err(Error::Config("--hold-metrics-secs must be >= 0".into()));
@@ -164,4 +202,108 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
         r.map(|_| ())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::super::{Cli, Command};
+    use super::*;
+
+    fn bench(args: &[&str]) -> BenchArgs {
+        let argv = ["velostream", "bench"].iter().chain(args);
+        match Cli::try_parse_from(argv).expect("parses").command {
+            Command::Bench(b) => b,
+            other => panic!("not bench: {other:?}"),
+        }
+    }
+
+    fn required(sub: &str, id: &str) -> bool {
+        let cmd = Cli::command();
+        let sub = cmd.find_subcommand(sub).expect("subcommand");
+        let arg = sub.get_arguments().find(|a| a.get_id() == id);
+        arg.unwrap_or_else(|| panic!("{id} missing"))
+            .is_required_set()
+    }
+
+    #[test]
+    fn endpoints_are_optional_for_bench_only() {
+        assert!(!required("bench", "brokers") && !required("bench", "clickhouse_url"));
+        assert!(required("consume", "brokers") && required("consume", "clickhouse_url"));
+        assert!(required("produce", "brokers") && required("verify", "clickhouse_url"));
+        // An empty endpoint is "absent": the local services are used.
+        let b = bench(&["--brokers=", "--clickhouse-url="]);
+        assert!(b.kafka().expect("kafka").is_none());
+        assert!(b.clickhouse().expect("clickhouse").is_none());
+    }
+
+    #[test]
+    fn bench_takes_the_shared_security_and_credential_flags() {
+        let b = bench(&[
+            "--brokers",
+            "b:9093",
+            "--kafka-security-protocol",
+            "SASL_SSL",
+            "--ssl-ca-location",
+            "/ca.pem",
+            "--sasl-mechanism",
+            "PLAIN",
+            "--sasl-username",
+            "u",
+            "--sasl-password",
+            "sasl-pw",
+            "--ssl-key-password",
+            "key-pw",
+            "-X",
+            "fetch.wait.max.ms=10",
+            "--clickhouse-url",
+            "https://ch:8443",
+            "--clickhouse-user",
+            "loader",
+            "--clickhouse-password",
+            "ch-pw",
+            "--clickhouse-ca-cert",
+            "/ch-ca.pem",
+            "--clickhouse-compression",
+            "none",
+        ]);
+        let k = b.kafka().expect("kafka").expect("given");
+        assert_eq!(k.brokers, "b:9093");
+        assert_eq!(k.security_protocol.as_deref(), Some("SASL_SSL"));
+        assert_eq!(k.ssl_ca_location.as_deref(), Some("/ca.pem"));
+        assert_eq!(k.sasl_username.as_deref(), Some("u"));
+        assert_eq!(k.options, ["fetch.wait.max.ms=10"]);
+        assert_eq!(k.secrets(), ["sasl-pw", "key-pw"]);
+        let c = b.clickhouse().expect("clickhouse").expect("given");
+        assert_eq!(c.url, "https://ch:8443");
+        assert_eq!(c.user.as_deref(), Some("loader"));
+        assert_eq!(c.password.as_ref().map(|p| p.expose()), Some("ch-pw"));
+        assert_eq!(
+            c.ca_cert.as_deref(),
+            Some(std::path::Path::new("/ch-ca.pem"))
+        );
+        assert_eq!(c.compression, crate::clickhouse::InsertCompression::None);
+        let shown = format!("{b:?}");
+        for secret in ["sasl-pw", "key-pw", "ch-pw"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+    }
+
+    #[test]
+    fn settings_for_the_local_services_are_refused_by_name() {
+        let b = bench(&["--brokers=", "--ssl-ca-location", "/ca.pem", "-X", "a=b"]);
+        let e = b.kafka().unwrap_err().to_string();
+        assert!(
+            e.contains("--ssl-ca-location") && e.contains("-X") && e.contains("--brokers"),
+            "{e}"
+        );
+        let b = bench(&["--clickhouse-url=", "--clickhouse-password", "pw-x"]);
+        let e = b.clickhouse().unwrap_err().to_string();
+        assert!(
+            e.contains("--clickhouse-password") && e.contains("--clickhouse-url"),
+            "{e}"
+        );
+        assert!(!e.contains("pw-x"), "{e}");
+    }
 }

@@ -161,6 +161,26 @@ impl KafkaArgs {
         }
     }
 
+    /// Long names of the TLS/SASL flags that are set (not `-X` options).
+    pub fn security_flags_set(&self) -> Vec<&'static str> {
+        [
+            ("--security-protocol", self.security_protocol.is_some()),
+            ("--sasl-mechanism", self.sasl_mechanism.is_some()),
+            ("--sasl-username", self.sasl_username.is_some()),
+            ("--sasl-password", self.sasl_password.is_some()),
+            ("--ssl-ca-location", self.ssl_ca_location.is_some()),
+            (
+                "--ssl-certificate-location",
+                self.ssl_certificate_location.is_some(),
+            ),
+            ("--ssl-key-location", self.ssl_key_location.is_some()),
+            ("--ssl-key-password", self.ssl_key_password.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(flag, set)| set.then_some(flag))
+        .collect()
+    }
+
     /// The secret values configured here (SASL password, key password and
     /// secret `-X` properties), for scrubbing them out of messages.
     pub fn secrets(&self) -> Vec<&str> {
