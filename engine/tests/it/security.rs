@@ -224,6 +224,78 @@ fn produce_and_consume_over_kafka_tls_into_clickhouse_https() {
     );
 }
 
+/// `bench` takes the same security flags and environment variables as
+/// produce and consume: a run over Kafka mutual TLS (client certificate
+/// with an encrypted key) and ClickHouse HTTPS with a password-protected
+/// user validates.
+#[test]
+fn bench_over_kafka_tls_and_clickhouse_https_with_a_password_validates() {
+    crate::require_services!(Kafka, ClickHouse);
+    let tls = harness::tls_services();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = path(&tls.ca);
+    let rows = 20_000u64;
+    let report = dir.path().join("report.json");
+    let bench = run(
+        "bench-tls-https",
+        &[
+            "bench",
+            "--rows",
+            &rows.to_string(),
+            "--partitions",
+            "2",
+            "--brokers",
+            &tls.brokers,
+            "--security-protocol",
+            "ssl",
+            "--ssl-ca-location",
+            ca,
+            "--kafka-ssl-certificate-location",
+            path(&tls.client_cert),
+            "--ssl-key-location",
+            path(&tls.client_key),
+            "--clickhouse-url",
+            &tls.clickhouse_https_url,
+            "--clickhouse-user",
+            &tls.clickhouse_user,
+            "--clickhouse-ca-cert",
+            ca,
+            "--data-dir",
+            path(&dir.path().join("bench-data")),
+            "--report-json",
+            path(&report),
+        ],
+        &[
+            (
+                "VELOSTREAM_KAFKA_SSL_KEY_PASSWORD",
+                &tls.client_key_password,
+            ),
+            ("VELOSTREAM_CLICKHOUSE_PASSWORD", &tls.clickhouse_password),
+        ],
+        dir.path(),
+        Duration::from_secs(300),
+        None,
+    );
+    assert_ok(&bench);
+    let text = std::fs::read_to_string(&report)
+        .unwrap_or_else(|e| panic!("{}: {e}\n{}", report.display(), bench.output));
+    let doc: serde_json::Value = serde_json::from_str(&text).expect("report JSON");
+    assert_eq!(doc["validated"], true, "{text}");
+    assert_eq!(doc["rows_source"], rows, "{text}");
+    assert_eq!(doc["rows_clickhouse"], rows, "{text}");
+    for secret in [&tls.clickhouse_password, &tls.client_key_password] {
+        assert!(
+            !bench.output.contains(secret.as_str()) && !text.contains(secret.as_str()),
+            "a secret was printed:\n{}",
+            bench.output
+        );
+    }
+    eprintln!(
+        "security: bench of {rows} rows over Kafka TLS and ClickHouse HTTPS in {:?}",
+        bench.elapsed
+    );
+}
+
 #[test]
 fn kafka_tls_refuses_an_unknown_ca_and_plaintext_clients_quickly() {
     crate::require_services!(Kafka);
@@ -630,14 +702,20 @@ fn planted_secrets_in_flags_environment_and_config_file_are_never_printed() {
     )
     .expect("config");
     let cfg = path(&config);
-    // bench has only -X for Kafka settings: secrets and TLS as kafka-option.
-    let bench_config = |name: &str, ca: &str| {
+    // bench takes the same flags as produce/consume: TLS settings, the key
+    // and ClickHouse passwords from a [bench] section, one secret -X
+    // property, and the ClickHouse user over HTTPS.
+    let bench_config = |name: &str, kafka_ca: &str| {
         let p = dir.path().join(name);
         std::fs::write(
             &p,
             format!(
-                "[bench]\nkafka-option = [\"security.protocol=ssl\", \"ssl.ca.location={ca}\", \
-                 \"ssl.key.password={KEY_SECRET}\", \"sasl.password={SASL_SECRET}\"]\n"
+                "[bench]\nsecurity-protocol = \"ssl\"\nssl-ca-location = \"{kafka_ca}\"\n\
+                 ssl-key-password = \"{KEY_SECRET}\"\n\
+                 kafka-option = [\"sasl.password={SASL_SECRET}\"]\n\
+                 clickhouse-user = \"{}\"\nclickhouse-password = \"{ch_secret}\"\n\
+                 clickhouse-ca-cert = \"{ca}\"\n",
+                tls.clickhouse_user
             ),
         )
         .expect("bench config");
@@ -878,7 +956,7 @@ fn planted_secrets_in_flags_environment_and_config_file_are_never_printed() {
             "--brokers",
             &tls.brokers,
             "--clickhouse-url",
-            &tls.clickhouse_url,
+            &tls.clickhouse_https_url,
             "--data-dir",
             path(&dir.path().join("bench-data")),
             "--report-json",
@@ -891,7 +969,40 @@ fn planted_secrets_in_flags_environment_and_config_file_are_never_printed() {
         t,
         Some(bench_metrics),
     ));
-    // bench that succeeds over Kafka TLS with secrets in -X from the file.
+    // bench with a wrong ClickHouse password from the top-level keys of
+    // the shared config file (the user exists), TLS flags on the command line.
+    runs.push(run(
+        "bench-wrong-ch-password-file",
+        &[
+            "--log",
+            "debug",
+            "--config",
+            cfg,
+            "bench",
+            "--rows",
+            "2000",
+            "--brokers",
+            &tls.brokers,
+            "--security-protocol",
+            "ssl",
+            "--ssl-ca-location",
+            ca,
+            "--clickhouse-url",
+            &tls.clickhouse_https_url,
+            "--clickhouse-ca-cert",
+            ca,
+            "--clickhouse-user",
+            &tls.clickhouse_user,
+            "--data-dir",
+            path(&dir.path().join("bench-data")),
+        ],
+        &[],
+        d,
+        t,
+        None,
+    ));
+    // bench that succeeds over Kafka TLS and ClickHouse HTTPS with secrets
+    // from the file and the environment.
     let report_ok = dir.path().join("report-ok.json");
     let bench_ok_metrics = harness::free_port();
     runs.push(run(
@@ -909,7 +1020,7 @@ fn planted_secrets_in_flags_environment_and_config_file_are_never_printed() {
             "--brokers",
             &tls.brokers,
             "--clickhouse-url",
-            &tls.clickhouse_url,
+            &tls.clickhouse_https_url,
             "--data-dir",
             path(&dir.path().join("bench-data")),
             "--report-json",
@@ -917,7 +1028,7 @@ fn planted_secrets_in_flags_environment_and_config_file_are_never_printed() {
             "--metrics-addr",
             &format!("127.0.0.1:{bench_ok_metrics}"),
         ],
-        &[],
+        &[("VELOSTREAM_KAFKA_SASL_PASSWORD", SASL_SECRET)],
         d,
         t,
         Some(bench_ok_metrics),
@@ -926,6 +1037,17 @@ fn planted_secrets_in_flags_environment_and_config_file_are_never_printed() {
         "produce-help",
         &["produce", "--help"],
         &[("VELOSTREAM_KAFKA_SSL_KEY_PASSWORD", KEY_SECRET)],
+        d,
+        t,
+        None,
+    ));
+    runs.push(run(
+        "bench-help",
+        &["bench", "--help"],
+        &[
+            ("VELOSTREAM_KAFKA_SASL_PASSWORD", SASL_SECRET),
+            ("VELOSTREAM_CLICKHOUSE_PASSWORD", FILE_CH_SECRET),
+        ],
         d,
         t,
         None,
@@ -957,6 +1079,22 @@ fn planted_secrets_in_flags_environment_and_config_file_are_never_printed() {
             if r.metrics.contains(s) {
                 failures.push(format!("{}: metrics hold a planted secret", r.name));
             }
+        }
+    }
+    // The bench failures are the ones planted, and bench lists the flags.
+    let output = |n: &str| {
+        runs.iter()
+            .find(|r| r.name == n)
+            .map_or(String::new(), |r| r.output.clone())
+    };
+    for (name, expected) in [
+        ("bench-wrong-ca-file", "certificate verify failed"),
+        ("bench-wrong-ch-password-file", "WRONG_PASSWORD"),
+        ("bench-help", "--ssl-key-password"),
+        ("bench-help", "--clickhouse-password"),
+    ] {
+        if !output(name).contains(expected) {
+            failures.push(format!("{name}: no {expected:?} in:\n{}", output(name)));
         }
     }
     let scraped = |n: &str| {
