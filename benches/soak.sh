@@ -7,7 +7,8 @@
 #
 # For each memory profile (PROFILES, default "default small"):
 #   - one `velostream produce` process and two `velostream consume` processes
-#     (one consumer group, --exactly-once), each under GNU time for its peak RSS;
+#     (one consumer group, --exactly-once; B joins after A has started, so the
+#     group rebalances under load), each under GNU time for its peak RSS;
 #   - consumer B is SIGKILLed once while rows are flowing (FAULTS=0 to skip)
 #     and restarted, so the group rebalances twice under load;
 #   - `velostream verify` then compares the table with the Parquet files
@@ -30,20 +31,45 @@ FAULTS="${FAULTS:-1}"
 stamp="$(date -u +%Y%m%dT%H%M%SZ)"
 out="benches/results/soak-${ROWS}-${stamp}.md"
 work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
 mkdir -p benches/results
 
 [[ -x /usr/bin/time ]] || { echo "soak.sh: GNU time (/usr/bin/time) is needed: apt-get install time" >&2; exit 1; }
 cargo build --release -p velostream >&2
 bin="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/velostream"
 
-started=""
+# Services: the ones given, or local ones started here (and stopped again on
+# exit, but only those this script started).
+started=()
+start_service() {
+    local line
+    while IFS= read -r line; do
+        case "$line" in
+            VELOSTREAM_STARTED=*) started+=("${line#*=}") ;;
+            VELOSTREAM_*=*) export "${line?}" ;;
+        esac
+    done < <(infra/local/services.sh start "$1")
+}
 if [[ -z "${VELOSTREAM_BROKERS:-}" || -z "${VELOSTREAM_CLICKHOUSE_URL:-}" ]]; then
-    eval "$(infra/local/services.sh start kafka clickhouse | grep '^VELOSTREAM_')"
-    started="yes"
+    start_service kafka
+    start_service clickhouse
+    [[ -n "${VELOSTREAM_BROKERS:-}" && -n "${VELOSTREAM_CLICKHOUSE_URL:-}" ]] \
+        || { echo "soak.sh: starting local services failed (see above)" >&2; exit 1; }
 fi
-stop_services() { [[ -n "$started" ]] && infra/local/services.sh stop kafka clickhouse >/dev/null 2>&1 || true; }
-trap 'stop_services; rm -rf "$work"' EXIT
+on_exit() {
+    local rc=$? svc
+    # Stop any of our velostream processes still running (after a failure).
+    jobs -p | xargs -r kill 2>/dev/null || true
+    if (( rc != 0 )); then
+        for f in "$work"/*.err; do
+            [[ -s "$f" ]] && { echo "--- ${f##*/} (last lines)"; tail -n 20 "$f"; }
+        done >&2
+    fi
+    for svc in "${started[@]}"; do
+        infra/local/services.sh stop "$svc" >/dev/null 2>&1 || true
+    done
+    rm -rf "$work"
+}
+trap on_exit EXIT
 B="$VELOSTREAM_BROKERS"
 C="$VELOSTREAM_CLICKHOUSE_URL"
 
@@ -56,16 +82,6 @@ fi
 
 # Peak RSS in MiB from a GNU time -v log.
 peak_mib() { awk -F: '/Maximum resident set size/ {printf "%.0f", $2/1024}' "$1"; }
-
-# The velostream process under a `time` wrapper (its only child).
-child_of() {
-    local parent="$1" i
-    for i in $(seq 50); do
-        pgrep -P "$parent" && return 0
-        sleep 0.1
-    done
-    return 1
-}
 
 consumer_flags() {
     case "$1" in
@@ -94,37 +110,41 @@ for profile in $PROFILES; do
             --table "$table" --create-table --exactly-once --exit-when-idle 20)
     t0=$(date +%s.%N)
     echo "soak: profile $profile: $ROWS rows through $topic into $table" >&2
-    # Consumer A creates the topic; B joins the group; then the producer starts.
+    # The producer creates the topic (4 partitions) and starts sending; consumer
+    # A starts, then B joins the group (one rebalance under load).
+    /usr/bin/time -v -o "$work/p.time" "$bin" produce --brokers "$B" --topic "$topic" \
+        --partitions 4 "$data" >"$work/p.out" 2>"$work/p.err" &
+    prod=$!
+    sleep 1
     # shellcheck disable=SC2086
-    /usr/bin/time -v -o "$work/a.time" "$bin" consume "${common[@]}" --partitions 4 $flags \
+    /usr/bin/time -v -o "$work/a.time" "$bin" consume "${common[@]}" $flags \
         >"$work/a.out" 2>"$work/a.err" &
     ca=$!
     sleep 2
     # shellcheck disable=SC2086
-    /usr/bin/time -v -o "$work/b1.time" "$bin" consume "${common[@]}" --partitions 4 $flags \
+    /usr/bin/time -v -o "$work/b1.time" "$bin" consume "${common[@]}" $flags \
         >"$work/b1.out" 2>"$work/b1.err" &
     cb=$!
-    sleep 3
-    /usr/bin/time -v -o "$work/p.time" "$bin" produce --brokers "$B" --topic "$topic" \
-        --partitions 4 "$data" >"$work/p.out" 2>"$work/p.err" &
-    prod=$!
     faults=0
     rss_b2="-"
     if [[ "$FAULTS" == 1 ]]; then
         # Kill B once a quarter of the rows are in the table (rows are flowing).
-        target=$(( ROWS / 4 ))
-        for _ in $(seq 1200); do
-            n="$(curl -s "$C/" --data-binary "SELECT count() FROM $table" 2>/dev/null || echo 0)"
-            [[ "$n" =~ ^[0-9]+$ ]] && (( n >= target )) && break
+        target=$(( ROWS / 4 )) n=0
+        until (( n >= target )); do
+            for pid in "$ca" "$cb"; do
+                kill -0 "$pid" 2>/dev/null || { echo "soak: a consumer ended before $target rows were in $table" >&2; exit 1; }
+            done
             sleep 0.25
+            n="$(curl -s "$C/" --data-binary "SELECT count() FROM $table" 2>/dev/null || true)"
+            [[ "$n" =~ ^[0-9]+$ ]] || n=0
         done
-        victim="$(child_of "$cb")"
-        echo "soak: SIGKILL consumer B (pid $victim) at $n rows" >&2
-        kill -9 "$victim"
+        # The velostream process is the only child of its GNU time wrapper.
+        echo "soak: SIGKILL consumer B at $n rows" >&2
+        pkill -KILL -P "$cb"
         wait "$cb" || true
         faults=1
         # shellcheck disable=SC2086
-        /usr/bin/time -v -o "$work/b2.time" "$bin" consume "${common[@]}" --partitions 4 $flags \
+        /usr/bin/time -v -o "$work/b2.time" "$bin" consume "${common[@]}" $flags \
             >"$work/b2.out" 2>"$work/b2.err" &
         cb=$!
     fi
