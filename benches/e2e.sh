@@ -33,6 +33,9 @@ def check(name, value, op, target, what):
 print("Targets (ratios measured in this run):")
 check("e2e/native", ratios.get("end_to_end_vs_native_file", 0), ">=", 0.8, "end-to-end rows/s vs ClickHouse native-file insert")
 check("e2e/json", ratios.get("end_to_end_vs_json_rows", 0), ">=", 10, "end-to-end rows/s vs per-row JSON pipeline")
+if "native_file_vs_json_rows" in ratios:
+    print(f"       (ClickHouse's own Native insert is {ratios['native_file_vs_json_rows']:.2f} x the JSON pipeline:"
+          " the most any pipeline into this server can reach)")
 check("bytes", ratios.get("wire_bytes_per_row_vs_json_rows", 1), "<=", 0.2, "Kafka bytes/row vs JSON")
 check("producer", ratios.get("producer_vs_parquet_decode", 0), ">=", 0.8, "producer rows/s vs bare Parquet decode")
 check("cpu", ratios.get("consumer_cpu_vs_json_rows", 1), "<=", 0.1, "consumer CPU s/Mrow vs JSON")

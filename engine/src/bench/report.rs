@@ -129,6 +129,17 @@ pub fn document(
             "end_to_end_vs_native_file".into(),
             json!(e2e / n.rows_per_s.max(1e-9)),
         );
+        // What the JSON ratio would be if the pipeline ran exactly as fast as
+        // ClickHouse's own insert of the same rows: no pipeline can beat it.
+        if let Some(j_e2e) = compare
+            .get("json-rows")
+            .and_then(|j| j["end_to_end_rows_per_s"].as_f64())
+        {
+            ratios.insert(
+                "native_file_vs_json_rows".into(),
+                json!(n.rows_per_s / j_e2e.max(1e-9)),
+            );
+        }
     }
     if let Some(d) = decode {
         compare.insert(
