@@ -35,6 +35,12 @@ pub struct ClickHouseArgs {
     /// saves the CPU of compressing and decompressing on the same cores.
     #[arg(long, default_value = "lz4", value_parser = ["lz4", "none"])]
     pub clickhouse_compression: String,
+
+    /// Time limit of every ClickHouse request, in seconds. An insert that
+    /// has no answer by then has an unknown outcome (with --exactly-once the
+    /// table is asked before anything is sent again).
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    pub clickhouse_timeout: f64,
 }
 
 impl std::fmt::Debug for ClickHouseArgs {
@@ -48,6 +54,7 @@ impl std::fmt::Debug for ClickHouseArgs {
             )
             .field("clickhouse_ca_cert", &self.clickhouse_ca_cert)
             .field("clickhouse_compression", &self.clickhouse_compression)
+            .field("clickhouse_timeout", &self.clickhouse_timeout)
             .finish()
     }
 }
@@ -64,6 +71,12 @@ impl ClickHouseArgs {
         } else {
             InsertCompression::Lz4
         };
+        if self.clickhouse_timeout.is_finite() && self.clickhouse_timeout > 0.0 {
+            c.timeout = std::time::Duration::from_secs_f64(self.clickhouse_timeout);
+        } else {
+            // Refused by ClickHouseConfig::validate with a clear message.
+            c.timeout = std::time::Duration::ZERO;
+        }
         c
     }
 
@@ -158,6 +171,17 @@ pub struct ConsumeArgs {
     #[arg(long, default_value_t = 2)]
     pub insert_streams: usize,
 
+    /// Most bytes the consumer holds at once: decoded messages waiting,
+    /// being gathered and in flight, plus encoded insert bodies. It stops
+    /// taking messages from Kafka (still serving rebalances) when reached.
+    #[arg(long, default_value_t = crate::consumer::DEFAULT_MAX_BUFFERED_BYTES)]
+    pub max_buffered_bytes: u64,
+
+    /// A ClickHouse setting sent with every insert, KEY=VALUE (repeatable),
+    /// e.g. `--clickhouse-setting max_memory_usage=2000000000`.
+    #[arg(long = "clickhouse-setting", value_name = "KEY=VALUE")]
+    pub clickhouse_settings: Vec<String>,
+
     /// Allow dropping sub-second precision when the table has DateTime columns.
     #[arg(long)]
     pub allow_truncation: bool,
@@ -200,6 +224,8 @@ impl ConsumeArgs {
         c.insert_bytes = self.insert_bytes;
         c.max_delay = Duration::from_millis(self.max_delay_ms);
         c.lanes = self.insert_streams.max(1);
+        c.max_buffered_bytes = self.max_buffered_bytes;
+        c.insert_settings = parse_settings(&self.clickhouse_settings)?;
         c.allow_truncation = self.allow_truncation;
         c.format = self.format;
         c.exit_when_idle = match self.exit_when_idle {
@@ -213,6 +239,24 @@ impl ConsumeArgs {
         };
         Ok(c)
     }
+}
+
+/// `KEY=VALUE` pairs; the key must look like a ClickHouse setting name.
+fn parse_settings(raw: &[String]) -> Result<Vec<(String, String)>> {
+    raw.iter()
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').ok_or_else(|| {
+                Error::Config(format!("--clickhouse-setting {kv:?}: expected KEY=VALUE"))
+            })?;
+            let k = k.trim();
+            if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(Error::Config(format!(
+                    "--clickhouse-setting {kv:?}: {k:?} is not a setting name"
+                )));
+            }
+            Ok((k.to_string(), v.trim().to_string()))
+        })
+        .collect()
 }
 
 /// Runs `velostream consume`.
