@@ -44,6 +44,8 @@ pub const CONSUMER_INSERT_SPLITS: &str = "velostream_consumer_insert_splits_tota
 /// Inserts whose outcome was unknown (timeout, reset, server crash) and that
 /// were checked against the table (exactly-once).
 pub const CONSUMER_UNKNOWN_OUTCOMES: &str = "velostream_consumer_unknown_outcomes_total";
+/// Inserts moved to another replica of their shard, per shard.
+pub const CONSUMER_FAILOVERS: &str = "velostream_consumer_failovers_total";
 /// Partly stored inserts that were deleted before being sent again
 /// (exactly-once), after an unknown outcome or on assignment.
 pub const CONSUMER_REPAIRS: &str = "velostream_consumer_repairs_total";
@@ -78,6 +80,7 @@ pub const ALL: &[&str] = &[
     CONSUMER_INSERT_SPLITS,
     CONSUMER_UNKNOWN_OUTCOMES,
     CONSUMER_REPAIRS,
+    CONSUMER_FAILOVERS,
     CLICKHOUSE_ROWS,
 ];
 

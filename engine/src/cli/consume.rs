@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::clickhouse::{ClickHouseConfig, InsertCompression, Secret, TableRef};
+use crate::clickhouse::{ClickHouseConfig, InsertCompression, Secret, TableRef, Topology};
 use crate::consumer::{self, ConsumerConfig};
 use crate::kafka::KafkaArgs;
 use crate::producer::MessageFormat;
@@ -15,9 +15,24 @@ use crate::{Error, Result};
 /// password is redacted in `Debug`.
 #[derive(Clone, clap::Args)]
 pub struct ClickHouseArgs {
-    /// ClickHouse HTTP(S) endpoint, e.g. http://127.0.0.1:8123 or https://HOST:8443 (no credentials in the URL).
-    #[arg(long, env = "VELOSTREAM_CLICKHOUSE_URL")]
-    pub clickhouse_url: String,
+    /// ClickHouse HTTP(S) endpoint, e.g. http://127.0.0.1:8123 or https://HOST:8443 (no
+    /// credentials in the URL). For a cluster, repeat it once per shard and give a shard's
+    /// replicas comma-separated: --clickhouse-url http://a1:8123,http://a2:8123
+    /// --clickhouse-url http://b1:8123 (in the environment variable: shards separated by
+    /// spaces). Kafka partition p is inserted into shard p mod shards.
+    #[arg(
+        long,
+        env = "VELOSTREAM_CLICKHOUSE_URL",
+        value_delimiter = ' ',
+        required = true
+    )]
+    pub clickhouse_url: Vec<String>,
+
+    /// The servers' cluster (`remote_servers`) name: checked against the URLs at start, and
+    /// --create-table then creates the table on every server (ReplicatedMergeTree where a
+    /// shard has replicas) plus `<table>_distributed` (Distributed) for reads.
+    #[arg(long, env = "VELOSTREAM_CLICKHOUSE_CLUSTER", value_name = "NAME")]
+    pub cluster: Option<String>,
 
     /// ClickHouse user.
     #[arg(long, env = "VELOSTREAM_CLICKHOUSE_USER")]
@@ -47,6 +62,7 @@ impl std::fmt::Debug for ClickHouseArgs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClickHouseArgs")
             .field("clickhouse_url", &self.clickhouse_url)
+            .field("cluster", &self.cluster)
             .field("clickhouse_user", &self.clickhouse_user)
             .field(
                 "clickhouse_password",
@@ -60,9 +76,20 @@ impl std::fmt::Debug for ClickHouseArgs {
 }
 
 impl ClickHouseArgs {
-    /// The client configuration.
+    /// The shards and replicas given.
+    pub fn topology(&self) -> Result<Topology> {
+        Topology::parse(&self.clickhouse_url)
+    }
+
+    /// The client configuration of the first server (the others differ only
+    /// by URL: see [`Topology::configs`]).
     pub fn config(&self) -> ClickHouseConfig {
-        let mut c = ClickHouseConfig::new(self.clickhouse_url.clone());
+        let first = self
+            .topology()
+            .ok()
+            .map(|t| t.shards[0][0].clone())
+            .unwrap_or_default();
+        let mut c = ClickHouseConfig::new(first);
         c.user = self.clickhouse_user.clone();
         c.password = self.clickhouse_password.clone().map(Secret::new);
         c.ca_cert = self.clickhouse_ca_cert.clone();
@@ -209,6 +236,8 @@ impl ConsumeArgs {
             self.clickhouse.config(),
             TableRef::parse(&self.table)?,
         );
+        c.topology = self.clickhouse.topology()?;
+        c.cluster = self.clickhouse.cluster.clone();
         c.transform = self.transform.clone();
         if let Some(p) = &self.schema_from {
             let src = ParquetSource::open(std::slice::from_ref(p), &SourceOptions::default())?;

@@ -193,7 +193,10 @@ impl ClickHouseConfig {
             )));
         }
         if authority.is_empty() {
-            return Err(Error::Config(format!("ClickHouse URL {:?} has no host", redact_url(url))));
+            return Err(Error::Config(format!(
+                "ClickHouse URL {:?} has no host",
+                redact_url(url)
+            )));
         }
         let tail = &rest[authority_end..];
         if tail.contains(['?', '#']) {
@@ -277,7 +280,10 @@ mod tests {
             .validate()
             .unwrap_err()
             .to_string();
-        assert!(e.contains("password=***"), "the key stays, the value goes: {e}");
+        assert!(
+            e.contains("password=***"),
+            "the key stays, the value goes: {e}"
+        );
     }
 
     #[test]

@@ -220,6 +220,25 @@ pub fn insert_failure(e: &Error) -> InsertFailure {
     }
 }
 
+/// Whether another replica of the same shard may succeed where this one
+/// failed: it could not be reached (connection refused or reset, timeout,
+/// an HTTP 5xx without a ClickHouse code) or it cannot take inserts right
+/// now (read-only table, lost ZooKeeper session, network errors between
+/// servers).
+pub fn is_replica_failure(e: &Error) -> bool {
+    match e {
+        Error::ClickHouse {
+            code: None,
+            transient: true,
+            ..
+        } => true,
+        Error::ClickHouse {
+            code: Some(code), ..
+        } => matches!(code, 209 | 210 | 225 | 242 | 279 | 999),
+        _ => false,
+    }
+}
+
 /// A transient error for a request that did not finish within `timeout`.
 pub(crate) fn timed_out(context: String, timeout: std::time::Duration, secrets: &[&str]) -> Error {
     Error::ClickHouse {
@@ -363,15 +382,43 @@ mod tests {
              exceeded: would use 9.54 MiB (attempt to allocate chunk of 4194304 bytes), maximum: \
              9.54 MiB, e.what() = DB::Exception";
         assert_eq!(insert_failure(&ch(Some(241), query_mem, true)), TooLarge);
-        let total_mem = "Code: 241. DB::Exception: Memory limit (total) exceeded: would use 30.1 GiB";
+        let total_mem =
+            "Code: 241. DB::Exception: Memory limit (total) exceeded: would use 30.1 GiB";
         assert_eq!(insert_failure(&ch(Some(241), total_mem, true)), Transient);
-        assert_eq!(insert_failure(&ch(None, "connection reset", true)), Transient);
-        assert_eq!(insert_failure(&ch(Some(53), "Type mismatch", false)), Permanent);
+        assert_eq!(
+            insert_failure(&ch(None, "connection reset", true)),
+            Transient
+        );
+        assert_eq!(
+            insert_failure(&ch(Some(53), "Type mismatch", false)),
+            Permanent
+        );
         assert_eq!(
             insert_failure(&Error::Config("x".into())),
             Permanent,
             "anything but a ClickHouse error is permanent"
         );
+    }
+
+    #[test]
+    fn replica_failures_are_those_another_replica_may_not_have() {
+        assert!(is_replica_failure(&ch(None, "Connection refused", true)));
+        assert!(is_replica_failure(&ch(
+            Some(242),
+            "Table is in readonly mode",
+            true
+        )));
+        assert!(is_replica_failure(&ch(
+            Some(225),
+            "ZooKeeper session expired",
+            true
+        )));
+        assert!(
+            !is_replica_failure(&ch(Some(252), "Too many parts", true)),
+            "the whole shard has it"
+        );
+        assert!(!is_replica_failure(&ch(Some(53), "Type mismatch", false)));
+        assert!(!is_replica_failure(&ch(None, "404", false)));
     }
 
     #[test]

@@ -251,7 +251,11 @@ impl ClickHouse {
     }
 
     /// Like [`ClickHouse::execute`] with query-level settings (name, value).
-    pub async fn execute_with_settings(&self, sql: &str, settings: &[(&str, String)]) -> Result<()> {
+    pub async fn execute_with_settings(
+        &self,
+        sql: &str,
+        settings: &[(&str, String)],
+    ) -> Result<()> {
         let mut q = self.query_client.query_raw(sql);
         for (k, v) in settings {
             q = q.with_setting(*k, v.clone());

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use arrow_schema::SchemaRef;
 
-use crate::clickhouse::{ClickHouseConfig, TableRef};
+use crate::clickhouse::{ClickHouseConfig, TableRef, Topology};
 use crate::kafka::KafkaArgs;
 use crate::producer::MessageFormat;
 
@@ -17,7 +17,14 @@ pub struct ConsumerConfig {
     pub kafka: KafkaArgs,
     pub topic: String,
     pub group: String,
+    /// Connection settings of every server (its URL is the first server's).
     pub clickhouse: ClickHouseConfig,
+    /// The shards and replicas (one server unless several are given).
+    pub topology: Topology,
+    /// The cluster name of the servers' `remote_servers` (checked against
+    /// the topology; `--create-table` then creates replicated local tables
+    /// and a Distributed table for reads).
+    pub cluster: Option<String>,
     pub table: TableRef,
     /// A `.sql` file with one SELECT over `input`.
     pub transform: Option<PathBuf>,
@@ -84,6 +91,8 @@ impl ConsumerConfig {
             kafka,
             topic: topic.into(),
             group: group.into(),
+            topology: Topology::single(clickhouse.url.clone()),
+            cluster: None,
             clickhouse,
             table,
             transform: None,
@@ -113,7 +122,9 @@ impl ConsumerConfig {
     /// naming them.
     pub fn validate(&self) -> crate::Result<()> {
         let refuse = |what: &str, why: &str| {
-            Err(crate::Error::Config(format!("{what} is not allowed: {why}")))
+            Err(crate::Error::Config(format!(
+                "{what} is not allowed: {why}"
+            )))
         };
         for (key, value) in self.kafka.overrides() {
             let v = value.trim().to_ascii_lowercase();
@@ -158,7 +169,6 @@ pub const DEFAULT_MAX_BUFFERED_BYTES: u64 = 512 << 20;
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 << 20;
 /// Default [`ConsumerConfig::max_decoded_bytes`]: 256 MiB.
 pub const DEFAULT_MAX_DECODED_BYTES: u64 = 256 << 20;
-
 
 /// Poll timeout of the consumer thread.
 pub(super) const POLL_TIMEOUT: Duration = Duration::from_millis(50);
@@ -216,6 +226,9 @@ mod tests {
         c.exactly_once = true;
         c.format = MessageFormat::JsonRows;
         let e = c.validate().unwrap_err().to_string();
-        assert!(e.contains("--exactly-once") && e.contains("json-rows"), "{e}");
+        assert!(
+            e.contains("--exactly-once") && e.contains("json-rows"),
+            "{e}"
+        );
     }
 }

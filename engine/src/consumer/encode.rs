@@ -52,9 +52,15 @@ impl Format {
 
 /// Encodes every message of `batch` into one body (`out`'s allocation is
 /// reused). `plan` is `None` for the JSON baseline.
-pub(super) fn body(plan: Option<&TablePlan>, batch: &Batch<Held>, out: Vec<u8>) -> Result<(Bytes, Format)> {
+pub(super) fn body(
+    plan: Option<&TablePlan>,
+    batch: &Batch<Held>,
+    out: Vec<u8>,
+) -> Result<(Bytes, Format)> {
     match plan {
-        Some(plan) => native(plan, &batch.entries, &batch.spans(), out).map(|b| (b, Format::Native)),
+        Some(plan) => {
+            native(plan, &batch.entries, &batch.spans(), out).map(|b| (b, Format::Native))
+        }
         None => Ok((json(&batch.entries, out), Format::JsonEachRow)),
     }
 }
@@ -75,10 +81,19 @@ pub(super) fn culprits(plan: &TablePlan, batch: &Batch<Held>) -> Vec<(usize, Err
     out
 }
 
-fn native(plan: &TablePlan, entries: &[Entry<Held>], spans: &Spans, mut out: Vec<u8>) -> Result<Bytes> {
+fn native(
+    plan: &TablePlan,
+    entries: &[Entry<Held>],
+    spans: &Spans,
+    mut out: Vec<u8>,
+) -> Result<Bytes> {
     let mut batches = Vec::new();
     for e in entries {
-        let Data::Arrow { batches: bs, source } = &e.payload.data else {
+        let Data::Arrow {
+            batches: bs,
+            source,
+        } = &e.payload.data
+        else {
             continue;
         };
         for b in bs.iter().filter(|b| b.num_rows() > 0) {
@@ -107,7 +122,10 @@ fn with_bookkeeping(
     let n = b.num_rows();
     // The spans are computed from the same entries: every partition is there.
     let span = spans.get(e.partition).copied().ok_or_else(|| {
-        Error::Config(format!("no span for partition {} in its own insert", e.partition))
+        Error::Config(format!(
+            "no span for partition {} in its own insert",
+            e.partition
+        ))
     })?;
     let insert_rows = u32::try_from(span.rows).map_err(|_| {
         Error::Config(format!(

@@ -277,7 +277,12 @@ impl EoTable {
     }
 
     /// The slices of source file `file` stored for `partition`.
-    pub async fn stored_slices(&self, ch: &ClickHouse, partition: i32, file: u64) -> Result<Vec<u64>> {
+    pub async fn stored_slices(
+        &self,
+        ch: &ClickHouse,
+        partition: i32,
+        file: u64,
+    ) -> Result<Vec<u64>> {
         let sql = format!(
             "SELECT DISTINCT {s} FROM {t} WHERE {p} = {partition} AND {src} = {file} FORMAT TSV",
             s = ddl::quote_ident(SLICE_COLUMN)?,
@@ -374,7 +379,10 @@ mod tests {
     #[test]
     fn rows_of_numbers_or_a_named_error() {
         let t = TableRef::new(None, "t");
-        assert_eq!(three(&t, vec!["1".into(), "2".into(), "3".into()]).unwrap(), [1, 2, 3]);
+        assert_eq!(
+            three(&t, vec!["1".into(), "2".into(), "3".into()]).unwrap(),
+            [1, 2, 3]
+        );
         let e = three(&t, vec!["1".into(), "x".into(), "3".into()]).unwrap_err();
         assert!(e.to_string().contains("unexpected row"), "{e}");
         assert!(four(&t, vec!["1".into()]).is_err());

@@ -20,6 +20,7 @@ use super::encode::{self, Format, Held};
 use super::exactly_once::RUNNING_INSERT_WAIT;
 use super::item::Event;
 use super::lane::LaneShared;
+use super::target::Target;
 use crate::clickhouse::retry::insert_failure;
 use crate::clickhouse::InsertOptions;
 use crate::metrics as m;
@@ -52,15 +53,22 @@ enum Outcome {
     Lost,
 }
 
-/// Inserts `job`, splitting and dead-lettering as needed.
-pub(super) async fn run(s: Arc<LaneShared>, job: Job) -> Result<Done> {
-    let charged = job.batch.entries.iter().map(|e| e.bytes as u64).sum::<u64>() + job.body.len() as u64;
-    let result = run_inner(&s, job).await;
-    s.memory.release(charged);
+/// Inserts `job` into `t`, splitting and dead-lettering as needed.
+pub(super) async fn run(s: Arc<LaneShared>, t: Target, job: Job) -> Result<Done> {
+    let charged = job
+        .batch
+        .entries
+        .iter()
+        .map(|e| e.bytes as u64)
+        .sum::<u64>()
+        + job.body.len() as u64;
+    let lane = job.lane;
+    let result = run_inner(&s, &t, job).await;
+    s.memory.release(lane, charged);
     result
 }
 
-async fn run_inner(s: &LaneShared, job: Job) -> Result<Done> {
+async fn run_inner(s: &LaneShared, t: &Target, job: Job) -> Result<Done> {
     let mut stored = stored_events(&job.batch);
     let mut too_many_parts = 0;
     let mut dead_rows: HashMap<i32, u64> = HashMap::new();
@@ -78,7 +86,7 @@ async fn run_inner(s: &LaneShared, job: Job) -> Result<Done> {
                 (_, None) => continue, // nothing left to insert
             },
         };
-        let (outcome, tmp) = attempts(s, job.lane, &batch, &body, job.format).await?;
+        let (outcome, tmp) = attempts(s, t, job.lane, &batch, &body, job.format).await?;
         too_many_parts += tmp;
         match outcome {
             Outcome::Stored => last_body = Some(body),
@@ -86,7 +94,10 @@ async fn run_inner(s: &LaneShared, job: Job) -> Result<Done> {
                 metrics::counter!(m::CONSUMER_INSERT_SPLITS).increment(1);
                 match batch.split() {
                     Ok((a, b)) => {
-                        tracing::warn!(lane = job.lane, "insert too large for the server: splitting it in two");
+                        tracing::warn!(
+                            lane = job.lane,
+                            "insert too large for the server: splitting it in two"
+                        );
                         queue.push_front((b, None));
                         queue.push_front((a, None));
                     }
@@ -100,7 +111,11 @@ async fn run_inner(s: &LaneShared, job: Job) -> Result<Done> {
             Outcome::Lost => {
                 let owned = &s.ownership;
                 let dropped = batch.remove_unless(|e| owned.owns(e.partition, e.generation));
-                tracing::warn!(lane = job.lane, dropped = dropped.len(), "partitions lost during an insert: dropping their rows");
+                tracing::warn!(
+                    lane = job.lane,
+                    dropped = dropped.len(),
+                    "partitions lost during an insert: dropping their rows"
+                );
                 if !batch.entries.is_empty() {
                     queue.push_front((batch, None));
                 }
@@ -108,7 +123,10 @@ async fn run_inner(s: &LaneShared, job: Job) -> Result<Done> {
         }
     }
     for ev in &mut stored {
-        if let Event::Stored { partition, rows, .. } = ev {
+        if let Event::Stored {
+            partition, rows, ..
+        } = ev
+        {
             *rows -= dead_rows.get(partition).copied().unwrap_or(0).min(*rows);
         }
     }
@@ -160,6 +178,7 @@ async fn reencode(s: &LaneShared, batch: Batch<Held>) -> Result<(Batch<Held>, Op
 /// Sends one body until it is stored or another step than retrying is due.
 async fn attempts(
     s: &LaneShared,
+    t: &Target,
     lane: usize,
     batch: &Batch<Held>,
     body: &Bytes,
@@ -167,20 +186,29 @@ async fn attempts(
 ) -> Result<(Outcome, u32)> {
     let spans = batch.spans();
     let expected = spans.expected();
-    let mut tries = Attempts::new(s.eo.is_some(), batch.entries.len());
+    let mut tries = Attempts::new(t.eo.is_some(), batch.entries.len());
     let mut step = Step::Send(Duration::ZERO);
     let mut last: Option<Error> = None;
     let mut too_many_parts = 0;
+    // The replica the last attempt went to, and when.
+    let mut sent = (0, Instant::now());
     loop {
         step = match step {
             Step::Send(wait) => {
                 tokio::time::sleep(wait).await;
-                if !batch.entries.iter().all(|e| s.ownership.owns(e.partition, e.generation)) {
+                if !batch
+                    .entries
+                    .iter()
+                    .all(|e| s.ownership.owns(e.partition, e.generation))
+                {
                     return Ok((Outcome::Lost, too_many_parts));
                 }
-                match send(s, lane, &spans, body, format).await {
+                let (replica, _) = t.shard.current();
+                sent = (replica, Instant::now());
+                match send(s, t, lane, &spans, body, format).await {
                     Ok(()) => return Ok((Outcome::Stored, too_many_parts)),
                     Err(e) => {
+                        t.shard.fail_over(replica, &e);
                         let kind = insert_failure(&e);
                         if kind == Failure::TooManyParts {
                             too_many_parts += 1;
@@ -195,7 +223,7 @@ async fn attempts(
             Step::Verify(wait) => {
                 tokio::time::sleep(wait).await;
                 metrics::counter!(m::CONSUMER_UNKNOWN_OUTCOMES).increment(1);
-                match check(s, &spans, &expected).await {
+                match check(t, &spans, &expected, sent).await {
                     Ok(v) => {
                         if v == Verdict::Complete {
                             tracing::warn!(lane, inserts = %spans.label(), "the failed insert was stored after all");
@@ -210,21 +238,25 @@ async fn attempts(
             }
             Step::Repair => {
                 let keys: Vec<InsertKey> = expected.iter().map(|(k, _)| *k).collect();
-                let eo = s.eo.as_ref().expect("repair happens in exactly-once mode");
-                match eo.delete(&s.ch, &keys).await {
+                let eo = t.eo.as_ref().expect("repair happens in exactly-once mode");
+                let (replica, ch) = t.shard.current();
+                match eo.delete(ch, &keys).await {
                     Ok(()) => {
                         metrics::counter!(m::CONSUMER_REPAIRS).increment(1);
                         tries.repaired()
                     }
                     Err(e) => {
                         tracing::warn!(lane, inserts = %spans.label(), "deleting the partly stored insert failed: {e}");
+                        t.shard.fail_over(replica, &e);
                         tries.unverifiable()
                     }
                 }
             }
             Step::Split => return Ok((Outcome::Split, too_many_parts)),
             Step::DeadLetter => {
-                let e = last.take().unwrap_or_else(|| Error::Config("refused".into()));
+                let e = last
+                    .take()
+                    .unwrap_or_else(|| Error::Config("refused".into()));
                 return Ok((Outcome::DeadLetter(e), too_many_parts));
             }
             Step::Stop => {
@@ -242,10 +274,18 @@ async fn attempts(
     }
 }
 
-/// One INSERT request.
-async fn send(s: &LaneShared, lane: usize, spans: &Spans, body: &Bytes, format: Format) -> Result<()> {
+/// One INSERT request, to the shard's current replica.
+async fn send(
+    s: &LaneShared,
+    t: &Target,
+    lane: usize,
+    spans: &Spans,
+    body: &Bytes,
+    format: Format,
+) -> Result<()> {
     let started = Instant::now();
-    let opts = match &s.eo {
+    let (_, ch) = t.shard.current();
+    let opts = match &t.eo {
         Some(eo) => InsertOptions {
             query_id: Some(eo.query_id(spans)),
             // Never deduplicated by the server: a repaired insert is sent
@@ -260,15 +300,19 @@ async fn send(s: &LaneShared, lane: usize, spans: &Spans, body: &Bytes, format: 
         },
     };
     metrics::gauge!(m::CONSUMER_INSERTS_IN_FLIGHT).increment(1.0);
-    let r = s.ch.insert_formatted(&s.table, format.name(), body.clone(), &opts).await;
+    let r = ch
+        .insert_formatted(&s.table, format.name(), body.clone(), &opts)
+        .await;
     metrics::gauge!(m::CONSUMER_INSERTS_IN_FLIGHT).decrement(1.0);
     r?;
     let rows = spans.rows();
+    let shard = t.shard.index.to_string();
     metrics::counter!(m::CONSUMER_INSERTS).increment(1);
-    metrics::counter!(m::CONSUMER_INSERTED_ROWS).increment(rows);
+    metrics::counter!(m::CONSUMER_INSERTED_ROWS, "shard" => shard.clone()).increment(rows);
     metrics::counter!(m::CONSUMER_INSERTED_BYTES).increment(body.len() as u64);
     metrics::histogram!(m::CONSUMER_INSERT_ROWS).record(rows as f64);
-    metrics::histogram!(m::CONSUMER_INSERT_LATENCY).record(started.elapsed().as_secs_f64());
+    metrics::histogram!(m::CONSUMER_INSERT_LATENCY, "shard" => shard)
+        .record(started.elapsed().as_secs_f64());
     tracing::debug!(lane, rows, bytes = body.len(), inserts = %spans.label(), "inserted");
     Ok(())
 }
@@ -280,15 +324,48 @@ fn with(settings: &[(String, String)], (k, v): (&str, &str)) -> Vec<(String, Str
 }
 
 /// What the table holds of an insert whose outcome is unknown: once no
-/// insert of its partitions runs any more, on a replica in sync.
-async fn check(s: &LaneShared, spans: &Spans, expected: &[(InsertKey, u64)]) -> Result<Verdict> {
-    let eo = s.eo.as_ref().expect("verification happens in exactly-once mode");
+/// insert of its partitions runs any more on the replica that received it
+/// (`sent`: which one, and when), read on a replica in sync. When that
+/// replica cannot be reached, another one is asked only after
+/// [`RUNNING_INSERT_WAIT`] has passed since the insert was sent (it could
+/// otherwise still be inserting); a single server must answer itself.
+async fn check(
+    t: &Target,
+    spans: &Spans,
+    expected: &[(InsertKey, u64)],
+    sent: (usize, Instant),
+) -> Result<Verdict> {
+    let eo =
+        t.eo.as_ref()
+            .expect("verification happens in exactly-once mode");
     let partitions: Vec<i32> = spans.partitions().collect();
-    eo.fence(&s.ch, Some(&partitions), RUNNING_INSERT_WAIT).await?;
-    eo.sync(&s.ch).await?;
-    let keys: Vec<InsertKey> = expected.iter().map(|(k, _)| *k).collect();
-    let found = eo.counts(&s.ch, &keys).await?;
-    Ok(verdict(expected, &found))
+    let (ran_on, sent_at) = sent;
+    let ran = &t.shard.replicas()[ran_on];
+    if let Err(e) = eo.fence(ran, Some(&partitions), RUNNING_INSERT_WAIT).await {
+        if t.shard.replicas().len() == 1 || sent_at.elapsed() < RUNNING_INSERT_WAIT {
+            t.shard.fail_over(ran_on, &e);
+            return Err(e);
+        }
+        tracing::warn!(
+            replica = %ran.config().url,
+            "the replica that received the insert has been unreachable for {:?}: asking another",
+            sent_at.elapsed()
+        );
+    }
+    let (reader, ch) = t.shard.current();
+    let found = async {
+        eo.sync(ch).await?;
+        let keys: Vec<InsertKey> = expected.iter().map(|(k, _)| *k).collect();
+        eo.counts(ch, &keys).await
+    }
+    .await;
+    match found {
+        Ok(found) => Ok(verdict(expected, &found)),
+        Err(e) => {
+            t.shard.fail_over(reader, &e);
+            Err(e)
+        }
+    }
 }
 
 /// Dead-letters the one message of `batch` (reason `insert_failed`), or
@@ -302,8 +379,14 @@ async fn dead_letter(
     for entry in batch.entries.into_iter().filter(|e| e.rows > 0) {
         *dead_rows.entry(entry.partition).or_default() += entry.rows as u64;
         let why = format!("ClickHouse refused an insert of this message alone: {e}");
-        s.dead_letter(entry.partition, entry.offset, entry.payload.original, Reason::InsertFailed, &why)
-            .await?;
+        s.dead_letter(
+            entry.partition,
+            entry.offset,
+            entry.payload.original,
+            Reason::InsertFailed,
+            &why,
+        )
+        .await?;
     }
     Ok(())
 }

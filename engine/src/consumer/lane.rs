@@ -25,26 +25,23 @@ use super::core::offsets::Ownership;
 use super::core::sources::{SourceIndex, SourceSlice};
 use super::dlq::{DeadLetters, Reason};
 use super::encode::{self, Data, Format, Held};
-use super::exactly_once::EoTable;
 use super::insert;
 use super::item::{Event, Item, LaneMsg, Original, Rows};
 use super::shared::Memory;
 use super::table::TablePlan;
-use crate::clickhouse::{ClickHouse, TableRef};
+use super::target::Target;
+use crate::clickhouse::TableRef;
 use crate::{Error, Result};
 
 /// What every lane needs.
 #[derive(Debug)]
 pub(super) struct LaneShared {
-    pub ch: ClickHouse,
     pub table: TableRef,
     pub topic: String,
     /// `None` in the JSON baseline mode (JSONEachRow inserts).
     pub plan: Option<TablePlan>,
     pub transform: Option<Transform>,
     pub dead_letters: Option<Arc<DeadLetters>>,
-    /// The exactly-once table, in exactly-once mode.
-    pub eo: Option<EoTable>,
     pub policy: FlushPolicy,
     pub ownership: Arc<Ownership>,
     pub memory: Arc<Memory>,
@@ -76,8 +73,15 @@ impl LaneShared {
                 "topic {topic} partition {partition} offset {offset}: {why} (the message was not kept for its dead letter)"
             )));
         };
-        dlq.send_with_reason(partition, offset, &original.value, &original.headers, reason, why)
-            .await
+        dlq.send_with_reason(
+            partition,
+            offset,
+            &original.value,
+            &original.headers,
+            reason,
+            why,
+        )
+        .await
     }
 }
 
@@ -98,6 +102,7 @@ struct InFlight {
 pub(super) struct Lane {
     id: usize,
     shared: Arc<LaneShared>,
+    target: Target,
     data: mpsc::Receiver<LaneMsg>,
     events: std_mpsc::Sender<Event>,
     batcher: Batcher<Held>,
@@ -114,6 +119,7 @@ impl Lane {
     pub fn new(
         id: usize,
         shared: Arc<LaneShared>,
+        target: Target,
         data: mpsc::Receiver<LaneMsg>,
         events: std_mpsc::Sender<Event>,
     ) -> Self {
@@ -121,6 +127,7 @@ impl Lane {
         Lane {
             id,
             shared,
+            target,
             data,
             events,
             batcher,
@@ -180,10 +187,15 @@ impl Lane {
     /// Takes one message into the buffer; says whether the buffer is full.
     async fn accept(&mut self, item: Item) -> Result<bool> {
         if !self.shared.ownership.owns(item.partition, item.generation) {
-            self.shared.memory.release(item.charged);
+            self.shared.memory.release(self.id, item.charged);
             return Ok(false);
         }
-        tracing::trace!(lane = self.id, partition = item.partition, offset = item.offset, "received");
+        tracing::trace!(
+            lane = self.id,
+            partition = item.partition,
+            offset = item.offset,
+            "received"
+        );
         let at = At {
             partition: item.partition,
             offset: item.offset,
@@ -224,7 +236,11 @@ impl Lane {
     ) -> Result<Data> {
         if let Some(source) = item.source {
             if !self.claim(item.partition, item.generation, source).await? {
-                tracing::debug!(partition = item.partition, offset = item.offset, "source slice already stored: skipped");
+                tracing::debug!(
+                    partition = item.partition,
+                    offset = item.offset,
+                    "source slice already stored: skipped"
+                );
                 return Ok(Data::Skip);
             }
         }
@@ -239,7 +255,13 @@ impl Lane {
                         headers: o.headers.clone(),
                     });
                     self.shared
-                        .dead_letter(item.partition, item.offset, copy, Reason::TransformFailed, &why)
+                        .dead_letter(
+                            item.partition,
+                            item.offset,
+                            copy,
+                            Reason::TransformFailed,
+                            &why,
+                        )
                         .await?;
                     if let Some(source) = item.source {
                         self.sources.unclaim(item.partition, source);
@@ -256,24 +278,39 @@ impl Lane {
 
     /// File-to-table exactly-once: whether `source` is new to `partition`
     /// (reading the table's slices of its file on first sight).
-    async fn claim(&mut self, partition: i32, generation: u64, source: SourceSlice) -> Result<bool> {
-        let Some(eo) = &self.shared.eo else {
+    async fn claim(
+        &mut self,
+        partition: i32,
+        generation: u64,
+        source: SourceSlice,
+    ) -> Result<bool> {
+        let Some(eo) = &self.target.eo else {
             return Ok(true);
         };
         if self.sources.needs_load(partition, generation, source.file) {
             let mut backoff = Backoff::default();
             let slices = loop {
-                match eo.stored_slices(&self.shared.ch, partition, source.file).await {
+                let (replica, ch) = self.target.shard.current();
+                match eo.stored_slices(ch, partition, source.file).await {
                     Ok(s) => break s,
-                    Err(e @ Error::ClickHouse { transient: true, .. }) => {
+                    Err(
+                        e @ Error::ClickHouse {
+                            transient: true, ..
+                        },
+                    ) => {
+                        self.target.shard.fail_over(replica, &e);
                         let wait = backoff.next_delay();
-                        tracing::warn!(lane = self.id, "reading stored source slices failed, retrying in {wait:?}: {e}");
+                        tracing::warn!(
+                            lane = self.id,
+                            "reading stored source slices failed, retrying in {wait:?}: {e}"
+                        );
                         tokio::time::sleep(wait).await;
                     }
                     Err(e) => return Err(e),
                 }
             };
-            self.sources.load(partition, generation, source.file, slices);
+            self.sources
+                .load(partition, generation, source.file, slices);
         }
         Ok(self.sources.claim(partition, source))
     }
@@ -287,7 +324,7 @@ impl Lane {
         let mut batch = self.batcher.take();
         let owned = Arc::clone(&self.shared.ownership);
         for e in batch.remove_unless(|e| owned.owns(e.partition, e.generation)) {
-            self.shared.memory.release(e.bytes as u64);
+            self.shared.memory.release(self.id, e.bytes as u64);
         }
         if batch.entries.is_empty() {
             return Ok(());
@@ -296,19 +333,26 @@ impl Lane {
         self.drain().await?;
         let pause = self.pacer.delay();
         if !pause.is_zero() {
-            tracing::info!(lane = self.id, "server reports too many parts: waiting {pause:?} before the next insert");
+            tracing::info!(
+                lane = self.id,
+                "server reports too many parts: waiting {pause:?} before the next insert"
+            );
             tokio::time::sleep(pause).await;
         }
         match body {
             Some((body, format)) => {
-                self.shared.memory.charge(body.len() as u64);
+                self.shared.memory.charge(self.id, body.len() as u64);
                 let job = insert::Job {
                     lane: self.id,
                     batch,
                     body,
                     format,
                 };
-                let task = tokio::spawn(insert::run(Arc::clone(&self.shared), job));
+                let task = tokio::spawn(insert::run(
+                    Arc::clone(&self.shared),
+                    self.target.clone(),
+                    job,
+                ));
                 self.in_flight = Some(InFlight { task });
             }
             // Only skipped messages: their offsets are done as soon as
@@ -320,7 +364,7 @@ impl Lane {
                     body: None,
                     too_many_parts: 0,
                 };
-                self.shared.memory.release(charged);
+                self.shared.memory.release(self.id, charged);
                 self.finished(Ok(Ok(done)))?;
             }
         }
@@ -329,7 +373,10 @@ impl Lane {
 
     /// The insert body; messages whose rows cannot be encoded are
     /// dead-lettered (reason `encode_failed`) and the rest encoded again.
-    async fn encode(&mut self, mut batch: Batch<Held>) -> Result<(Batch<Held>, Option<(bytes::Bytes, Format)>)> {
+    async fn encode(
+        &mut self,
+        mut batch: Batch<Held>,
+    ) -> Result<(Batch<Held>, Option<(bytes::Bytes, Format)>)> {
         loop {
             if batch.rows() == 0 {
                 return Ok((batch, None));
@@ -341,7 +388,9 @@ impl Lane {
                 (batch, r)
             })
             .await
-            .map_err(|e| Error::Interrupted(format!("encoder task of lane {} failed: {e}", self.id)))?;
+            .map_err(|e| {
+                Error::Interrupted(format!("encoder task of lane {} failed: {e}", self.id))
+            })?;
             batch = back;
             let err = match result {
                 Ok(body) => return Ok((batch, Some(body))),
@@ -364,7 +413,13 @@ impl Lane {
                 entry.payload.data = Data::Skip;
                 entry.rows = 0;
                 self.shared
-                    .dead_letter(entry.partition, entry.offset, original, Reason::EncodeFailed, &why)
+                    .dead_letter(
+                        entry.partition,
+                        entry.offset,
+                        original,
+                        Reason::EncodeFailed,
+                        &why,
+                    )
                     .await?;
             }
         }

@@ -36,6 +36,7 @@ mod rebalance;
 mod recovery;
 mod shared;
 pub mod table;
+mod target;
 
 pub use config::{ConsumerConfig, DEFAULT_MAX_BUFFERED_BYTES};
 pub use dlq::{H_ERROR, H_OFFSET, H_PARTITION, H_REASON, H_TOPIC, H_VALUE_BYTES};
@@ -47,7 +48,7 @@ use std::sync::{Arc, Mutex};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
-use crate::clickhouse::ClickHouse;
+use crate::clickhouse::{ClickHouse, Shard};
 use crate::{Error, Result};
 
 /// What one consumer run did.
@@ -65,9 +66,7 @@ pub struct ConsumeSummary {
 /// for `exit_when_idle`, or a permanent error occurs.
 pub async fn run(cfg: ConsumerConfig, stop: Arc<AtomicBool>) -> Result<ConsumeSummary> {
     cfg.validate()?;
-    let ch = ClickHouse::new(cfg.clickhouse.clone())?;
-    // Fail fast on an unreachable or misconfigured server.
-    ch.server_version().await?;
+    let shards = connect(&cfg).await?;
     check_transform(&cfg)?;
     let dead_letters = match &cfg.dlq_topic {
         Some(t) => {
@@ -78,12 +77,12 @@ pub async fn run(cfg: ConsumerConfig, stop: Arc<AtomicBool>) -> Result<ConsumeSu
     };
     crate::kafka::admin::ensure_topic(&cfg.kafka, &cfg.topic, None).await?;
     let eo = match cfg.exactly_once {
-        true => Some(exactly_once_table(&ch, &cfg).await?),
+        true => Some(exactly_once_tables(&shards, &cfg).await?),
         false => None,
     };
     let (events_tx, events_rx) = std::sync::mpsc::channel();
     let shared = Arc::new(shared::Shared {
-        ch,
+        shards,
         eo,
         rt: tokio::runtime::Handle::current(),
         book: Mutex::new(core::offsets::OffsetBook::default()),
@@ -137,24 +136,61 @@ fn check_transform(cfg: &ConsumerConfig) -> Result<()> {
     })
 }
 
-/// The exactly-once table: its engine must be covered by the protocol and,
-/// when it exists, it must have the bookkeeping columns (checked before any
-/// assignment reads them).
-async fn exactly_once_table(ch: &ClickHouse, cfg: &ConsumerConfig) -> Result<exactly_once::EoTable> {
-    let engine = ch.table_engine(&cfg.table).await?;
-    if let Some(engine) = &engine {
-        if let Some(why) = table::engine_refusal(engine) {
-            return Err(Error::Config(format!(
-                "--exactly-once cannot cover table {} (engine {engine}): {why}",
-                cfg.table
-            )));
+/// A client per server, grouped by shard; every server must answer (its
+/// version is read), and with `--cluster` the servers must be that cluster.
+async fn connect(cfg: &ConsumerConfig) -> Result<Vec<Arc<Shard>>> {
+    let mut shards = Vec::new();
+    for (i, replicas) in cfg
+        .topology
+        .configs(&cfg.clickhouse)
+        .into_iter()
+        .enumerate()
+    {
+        let mut clients = Vec::new();
+        for c in replicas {
+            let ch = ClickHouse::new(c)?;
+            // Fail fast on an unreachable or misconfigured server.
+            ch.server_version().await?;
+            clients.push(ch);
         }
-        if let Some(columns) = ch.table_columns(&cfg.table).await? {
-            table::check_exactly_once_columns(&cfg.table, &columns)?;
-        }
+        shards.push(Arc::new(Shard::new(i, clients)));
     }
-    let replicated = engine.as_deref().is_some_and(|e| e.starts_with("Replicated"));
-    Ok(exactly_once::EoTable::new(cfg.table.clone(), replicated))
+    if let Some(name) = &cfg.cluster {
+        crate::clickhouse::cluster::check(&shards, name).await?;
+    }
+    Ok(shards)
+}
+
+/// The exactly-once table of each shard: on every server its engine must
+/// be covered by the protocol and, when it exists, it must have the
+/// bookkeeping columns (checked before any assignment reads them).
+async fn exactly_once_tables(
+    shards: &[Arc<Shard>],
+    cfg: &ConsumerConfig,
+) -> Result<Vec<exactly_once::EoTable>> {
+    let mut out = Vec::new();
+    for shard in shards {
+        let mut replicated = false;
+        for ch in shard.replicas() {
+            let engine = ch.table_engine(&cfg.table).await?;
+            let Some(engine) = engine else { continue };
+            if let Some(why) = table::engine_refusal(&engine) {
+                return Err(Error::Config(format!(
+                    "--exactly-once cannot cover table {} on {} (engine {engine}): {why}",
+                    cfg.table,
+                    ch.config().url
+                )));
+            }
+            if let Some(columns) = ch.table_columns(&cfg.table).await? {
+                table::check_exactly_once_columns(&cfg.table, &columns)?;
+            }
+            replicated |= engine.starts_with("Replicated");
+        }
+        // A table still to be created is replicated where the shard has replicas.
+        replicated |= shard.replicas().len() > 1;
+        out.push(exactly_once::EoTable::new(cfg.table.clone(), replicated));
+    }
+    Ok(out)
 }
 
 fn create_consumer(

@@ -15,6 +15,7 @@ use super::item::{Event, LaneMsg};
 use super::lane::{Lane, LaneShared};
 use super::shared::Shared;
 use super::table;
+use super::target::Target;
 use crate::producer::MessageFormat;
 use crate::Result;
 
@@ -39,20 +40,19 @@ impl Pipeline {
         let cfg = &shared.cfg;
         let (plan, transform) = plan(shared, cfg, input_schema.as_ref()).await?;
         let budget = shared.memory.budget();
-        let lanes = cfg.lanes.max(1);
+        // Lane l serves shard l mod shards (see Topology::lanes_for).
+        let lanes = cfg.topology.lanes_for(cfg.lanes);
         let policy = FlushPolicy::new(
             cfg.insert_rows,
             cfg.insert_bytes.min(budget.insert_bytes_per_lane(lanes)),
             cfg.max_delay,
         );
         let lane_shared = Arc::new(LaneShared {
-            ch: shared.ch.clone(),
             table: cfg.table.clone(),
             topic: cfg.topic.clone(),
             plan,
             transform,
             dead_letters,
-            eo: shared.eo.clone(),
             policy,
             ownership: Arc::clone(&shared.ownership),
             memory: Arc::clone(&shared.memory),
@@ -62,7 +62,12 @@ impl Pipeline {
         let mut tasks = Vec::new();
         for id in 0..lanes {
             let (tx, rx) = mpsc::channel(LANE_DEPTH);
-            let lane = Lane::new(id, Arc::clone(&lane_shared), rx, events.clone());
+            let shard = id % shared.shards.len();
+            let target = Target {
+                shard: Arc::clone(&shared.shards[shard]),
+                eo: shared.eo.as_ref().map(|eo| eo[shard].clone()),
+            };
+            let lane = Lane::new(id, Arc::clone(&lane_shared), target, rx, events.clone());
             tasks.push(tokio::spawn(lane.run()));
             senders.push(tx);
         }
@@ -94,11 +99,12 @@ async fn plan(
             let out_schema = transform
                 .as_ref()
                 .map_or_else(|| Arc::clone(schema), Transform::output_schema);
-            let plan = table::prepare(&shared.ch, cfg, &out_schema).await?;
+            let plan = table::prepare(&shared.shards, cfg, &out_schema).await?;
             Ok((Some(plan), transform))
         }
         _ => {
-            if shared.ch.table_columns(&cfg.table).await?.is_none() {
+            let ch = &shared.shards[0].replicas()[0];
+            if ch.table_columns(&cfg.table).await?.is_none() {
                 return Err(crate::Error::Config(format!(
                     "table {} does not exist (the JSON-rows baseline does not create tables)",
                     cfg.table

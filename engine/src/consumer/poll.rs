@@ -157,11 +157,9 @@ impl Poller {
         let mut taken = 0;
         let mut scanned = 0;
         while scanned < queues.len() && taken < PULL_PER_TURN {
-            if !self.shared.memory.has_room() {
-                break;
-            }
             let (p, q) = &queues[(self.next_queue + scanned) % queues.len()];
-            if !self.stash[self.lane_of(*p)].is_empty() {
+            let lane = self.lane_of(*p);
+            if !self.stash[lane].is_empty() || !self.shared.memory.has_room_for(lane) {
                 scanned += 1;
                 continue;
             }
@@ -211,8 +209,8 @@ impl Poller {
             self.install_pipeline(p);
         }
         let item = item?;
-        self.shared.memory.charge(item.charged);
         let lane = self.lane_of(item.partition);
+        self.shared.memory.charge(lane, item.charged);
         self.stash[lane].push_back(item);
         Ok(true)
     }
@@ -251,10 +249,14 @@ impl Poller {
     /// Makes `p` the pipeline and spreads the items that waited for it.
     fn install_pipeline(&mut self, p: Pipeline) {
         if self.pipeline.is_none() {
+            let memory = &self.shared.memory;
+            memory.set_lanes(p.lanes.len());
             let waiting: Vec<Item> = self.stash.drain(..).flatten().collect();
             self.stash = (0..p.lanes.len()).map(|_| VecDeque::new()).collect();
             for item in waiting {
                 let lane = p.lane_of(item.partition);
+                memory.release(0, item.charged);
+                memory.charge(lane, item.charged);
                 self.stash[lane].push_back(item);
             }
         }
@@ -268,18 +270,21 @@ impl Poller {
         self.queues.clear();
         let generations = lock(&self.shared.book).generations();
         for (p, _) in generations.iter() {
-            match self.consumer.split_partition_queue(&self.shared.cfg.topic, *p) {
+            match self
+                .consumer
+                .split_partition_queue(&self.shared.cfg.topic, *p)
+            {
                 Some(q) => self.queues.push((*p, q)),
                 None => tracing::warn!(partition = p, "cannot split the partition's queue"),
             }
         }
         self.queues.sort_by_key(|(p, _)| *p);
-        for stash in &mut self.stash {
+        for (lane, stash) in self.stash.iter_mut().enumerate() {
             let memory = &self.shared.memory;
             stash.retain(|i| {
                 let keep = generations.get(&i.partition) == Some(&i.generation);
                 if !keep {
-                    memory.release(i.charged);
+                    memory.release(lane, i.charged);
                 }
                 keep
             });
@@ -303,7 +308,8 @@ impl Poller {
         if offsets.is_empty() {
             return;
         }
-        if let Err(e) = rebalance::commit(&self.shared, &self.consumer, &offsets, CommitMode::Async) {
+        if let Err(e) = rebalance::commit(&self.shared, &self.consumer, &offsets, CommitMode::Async)
+        {
             tracing::warn!("commit failed (will retry): {e}");
             let mut book = lock(&self.shared.book);
             for (p, o) in offsets {
@@ -333,7 +339,10 @@ impl Poller {
     fn shutdown(&mut self) -> Result<()> {
         let stashed: usize = self.stash.iter().map(VecDeque::len).sum();
         if stashed > 0 {
-            tracing::info!(stashed, "stopping: messages not yet handed to a lane will be read again");
+            tracing::info!(
+                stashed,
+                "stopping: messages not yet handed to a lane will be read again"
+            );
         }
         self.queues.clear();
         let mut result = Ok(());

@@ -65,7 +65,11 @@ impl ConsumerContext for Ctx {
             if let Offset::Offset(o) = e.offset() {
                 let ok = result.is_ok() && e.error().is_ok();
                 if !ok {
-                    tracing::warn!(partition = e.partition(), offset = o, "commit failed; it is sent again");
+                    tracing::warn!(
+                        partition = e.partition(),
+                        offset = o,
+                        "commit failed; it is sent again"
+                    );
                 }
                 book.commit_done(e.partition(), o, ok);
             }
@@ -96,7 +100,8 @@ impl Ctx {
                 }
             }
         }
-        tracing::info!(partitions = ?parts, "partitions assigned");
+        let set: std::collections::BTreeSet<i32> = parts.iter().copied().collect();
+        tracing::info!(partitions = ?set, "partitions assigned");
         if let Err(e) = consumer.assign(tpl) {
             s.fail(Error::kafka("assigning partitions", e));
         }

@@ -26,24 +26,56 @@ use super::core::spans::InsertKey;
 use super::core::verdict::{resume, Resume};
 use super::exactly_once::{EoTable, RUNNING_INSERT_WAIT};
 use super::shared::Shared;
-use crate::clickhouse::ClickHouse;
+use crate::clickhouse::Shard;
 use crate::metrics as m;
 use crate::{Error, Result};
 
-/// The start offset of each of `partitions`.
-pub(super) async fn resume_offsets(shared: &Shared, partitions: &[i32]) -> Result<HashMap<i32, Offset>> {
+/// The start offset of each of `partitions`, each read from its shard.
+pub(super) async fn resume_offsets(
+    shared: &Shared,
+    partitions: &[i32],
+) -> Result<HashMap<i32, Offset>> {
     let Some(eo) = &shared.eo else {
         return Ok(HashMap::new());
     };
+    let mut out = HashMap::new();
+    for (i, shard) in shared.shards.iter().enumerate() {
+        let mine: Vec<i32> = partitions
+            .iter()
+            .copied()
+            .filter(|p| shared.cfg.topology.shard_of(*p) == i)
+            .collect();
+        if !mine.is_empty() {
+            out.extend(resume_on_shard(shared, shard, &eo[i], &mine).await?);
+        }
+    }
+    Ok(out)
+}
+
+/// [`attempt`] on the shard's current replica, failing over and retrying
+/// with backoff until `recovery_timeout`.
+async fn resume_on_shard(
+    shared: &Shared,
+    shard: &Shard,
+    eo: &EoTable,
+    partitions: &[i32],
+) -> Result<HashMap<i32, Offset>> {
     let deadline = Instant::now() + shared.cfg.recovery_timeout;
     let mut backoff = Backoff::default();
     loop {
-        match attempt(&shared.ch, eo, partitions).await {
+        let (replica, _) = shard.current();
+        match attempt(shard, replica, eo, partitions).await {
             Ok(offsets) => return Ok(offsets),
-            Err(e @ Error::ClickHouse { transient: true, .. }) if Instant::now() < deadline => {
+            Err(
+                e @ Error::ClickHouse {
+                    transient: true, ..
+                },
+            ) if Instant::now() < deadline => {
+                shard.fail_over(replica, &e);
                 let wait = backoff.next_delay();
                 tracing::warn!(
                     table = %eo.table,
+                    shard = shard.index,
                     ?partitions,
                     "reading the stored offsets failed, retrying in {wait:?}: {e}"
                 );
@@ -51,20 +83,28 @@ pub(super) async fn resume_offsets(shared: &Shared, partitions: &[i32]) -> Resul
             }
             Err(e) => {
                 return Err(Error::Interrupted(format!(
-                    "exactly-once: could not read the offsets stored in {} for partitions \
-                     {partitions:?} within {:?}: {e}",
-                    eo.table, shared.cfg.recovery_timeout
+                    "exactly-once: could not read the offsets stored in {} (shard {}) for \
+                     partitions {partitions:?} within {:?}: {e}",
+                    eo.table,
+                    shard.index + 1,
+                    shared.cfg.recovery_timeout
                 )))
             }
         }
     }
 }
 
-async fn attempt(ch: &ClickHouse, eo: &EoTable, partitions: &[i32]) -> Result<HashMap<i32, Offset>> {
+async fn attempt(
+    shard: &Shard,
+    replica: usize,
+    eo: &EoTable,
+    partitions: &[i32],
+) -> Result<HashMap<i32, Offset>> {
+    let ch = &shard.replicas()[replica];
     if !ch.table_exists(&eo.table).await? {
         return Ok(partitions.iter().map(|p| (*p, Offset::Beginning)).collect());
     }
-    eo.fence(ch, Some(partitions), RUNNING_INSERT_WAIT).await?;
+    fence_everywhere(shard, replica, eo, partitions).await?;
     eo.sync(ch).await?;
     let last = eo.last_inserts(ch, partitions).await?;
     let mut out = HashMap::new();
@@ -99,4 +139,26 @@ async fn attempt(ch: &ClickHouse, eo: &EoTable, partitions: &[i32]) -> Result<Ha
     }
     tracing::info!(table = %eo.table, ?out, "exactly-once: resuming from the offsets stored in ClickHouse");
     Ok(out)
+}
+
+/// Fences on every replica of the shard: a former owner may have inserted
+/// through any of them. An unreachable replica other than `replica` (the
+/// one read from) is passed over: it runs nothing that can still commit
+/// while it is down.
+async fn fence_everywhere(
+    shard: &Shard,
+    replica: usize,
+    eo: &EoTable,
+    partitions: &[i32],
+) -> Result<()> {
+    for (i, ch) in shard.replicas().iter().enumerate() {
+        match eo.fence(ch, Some(partitions), RUNNING_INSERT_WAIT).await {
+            Ok(()) => {}
+            Err(e) if i != replica => {
+                tracing::warn!(replica = %ch.config().url, "cannot check running inserts there: {e}")
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

@@ -14,7 +14,7 @@ use super::core::budget::Budget;
 use super::core::offsets::{OffsetBook, Ownership};
 use super::exactly_once::EoTable;
 use super::item::{Event, LaneMsg};
-use crate::clickhouse::ClickHouse;
+use crate::clickhouse::Shard;
 use crate::metrics as m;
 use crate::{Error, Result};
 
@@ -34,33 +34,39 @@ impl Memory {
         Memory(Mutex::new(Budget::new(limit)))
     }
 
-    pub fn has_room(&self) -> bool {
-        lock(&self.0).has_room()
+    /// Whether a message for `lane` may be taken (see [`Budget::has_room_for`]).
+    pub fn has_room_for(&self, lane: usize) -> bool {
+        lock(&self.0).has_room_for(lane)
     }
 
-    pub fn charge(&self, bytes: u64) {
+    pub fn set_lanes(&self, lanes: usize) {
+        lock(&self.0).set_lanes(lanes);
+    }
+
+    pub fn charge(&self, lane: usize, bytes: u64) {
         let mut b = lock(&self.0);
-        b.charge(bytes);
+        b.charge(lane, bytes);
         metrics::gauge!(m::CONSUMER_BUFFERED_BYTES).set(b.used() as f64);
     }
 
-    pub fn release(&self, bytes: u64) {
+    pub fn release(&self, lane: usize, bytes: u64) {
         let mut b = lock(&self.0);
-        b.release(bytes);
+        b.release(lane, bytes);
         metrics::gauge!(m::CONSUMER_BUFFERED_BYTES).set(b.used() as f64);
     }
 
     pub fn budget(&self) -> Budget {
-        *lock(&self.0)
+        lock(&self.0).clone()
     }
 }
 
 #[derive(Debug)]
 pub(super) struct Shared {
     pub cfg: ConsumerConfig,
-    pub ch: ClickHouse,
-    /// The exactly-once table, in exactly-once mode.
-    pub eo: Option<EoTable>,
+    /// The shards, in topology order (partition p goes to shard p mod len).
+    pub shards: Vec<Arc<Shard>>,
+    /// The exactly-once table per shard, in exactly-once mode.
+    pub eo: Option<Vec<EoTable>>,
     pub rt: tokio::runtime::Handle,
     pub book: Mutex<OffsetBook>,
     pub ownership: Arc<Ownership>,

@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use arrow_schema::{Field, Schema};
 use velostream_codecs::chtype::ChType;
-use velostream_codecs::ddl::{self, CreateTable};
+use velostream_codecs::ddl::{self, CreateTable, TableEngine};
 use velostream_codecs::mapping::{self, MappingOptions};
 use velostream_codecs::native::NativeEncoder;
 
 use super::config::ConsumerConfig;
 use super::exactly_once;
-use crate::clickhouse::{ClickHouse, TableRef};
+use crate::clickhouse::{ClickHouse, Shard, TableRef};
 use crate::{Error, Result};
 
 /// How batches of one schema are written into the table.
@@ -25,31 +25,41 @@ pub struct TablePlan {
     pub exactly_once: bool,
 }
 
-/// Creates the table when missing (if allowed) or checks the existing one
-/// against `schema`. Every mismatch is reported by column name.
-pub async fn prepare(ch: &ClickHouse, cfg: &ConsumerConfig, schema: &Schema) -> Result<TablePlan> {
+/// Creates the table where it is missing (if allowed) or checks the
+/// existing one against `schema`, on every server of every shard. Every
+/// mismatch is reported by column name (and server URL).
+pub async fn prepare(
+    shards: &[Arc<Shard>],
+    cfg: &ConsumerConfig,
+    schema: &Schema,
+) -> Result<TablePlan> {
     refuse_empty_names(cfg, schema)?;
-    let caps = ch.server_version().await?.caps();
+    let caps = shards[0].replicas()[0].server_version().await?.caps();
     let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
     if cfg.exactly_once {
         fields.extend(exactly_once::fields());
     }
     let batch_schema = Arc::new(Schema::new(fields));
-    let columns = match ch.table_columns(&cfg.table).await? {
-        Some(cols) => cols,
-        None if cfg.create_table => create(ch, cfg, &batch_schema, caps).await?,
-        None => {
-            return Err(Error::Config(format!(
-                "table {} does not exist; pass --create-table to create it from the {} schema",
-                cfg.table,
-                schema_origin(cfg)
-            )))
+    let mut reference: Option<(String, Vec<(String, ChType)>)> = None;
+    for shard in shards {
+        for ch in shard.replicas() {
+            let columns = columns_on(ch, shard, cfg, &batch_schema, caps).await?;
+            if cfg.exactly_once {
+                check_exactly_once_columns(&cfg.table, &columns)?;
+                check_exactly_once_engine(ch, &cfg.table).await?;
+            }
+            match &reference {
+                None => reference = Some((ch.config().url.clone(), columns)),
+                Some((url, cols)) => {
+                    same_columns(&cfg.table, url, cols, &ch.config().url, &columns)?
+                }
+            }
         }
-    };
-    if cfg.exactly_once {
-        check_exactly_once_columns(&cfg.table, &columns)?;
-        check_exactly_once_engine(ch, &cfg.table).await?;
     }
+    if let (true, Some(cluster)) = (cfg.create_table, &cfg.cluster) {
+        create_distributed(shards, cfg, cluster).await?;
+    }
+    let (_, columns) = reference.expect("a topology has at least one server");
     let encoder = NativeEncoder::new(
         &batch_schema,
         &columns,
@@ -69,6 +79,99 @@ pub async fn prepare(ch: &ClickHouse, cfg: &ConsumerConfig, schema: &Schema) -> 
         encoder,
         exactly_once: cfg.exactly_once,
     })
+}
+
+/// The table's columns on one server, creating the table there if allowed.
+async fn columns_on(
+    ch: &ClickHouse,
+    shard: &Shard,
+    cfg: &ConsumerConfig,
+    batch_schema: &Schema,
+    caps: mapping::ServerCaps,
+) -> Result<Vec<(String, ChType)>> {
+    match ch.table_columns(&cfg.table).await? {
+        Some(cols) => Ok(cols),
+        None if cfg.create_table => {
+            create(ch, cfg, batch_schema, caps, &engine_for(shard, cfg)?).await
+        }
+        None => Err(Error::Config(format!(
+            "table {} does not exist on {}; pass --create-table to create it from the {} schema",
+            cfg.table,
+            ch.config().url,
+            schema_origin(cfg)
+        ))),
+    }
+}
+
+/// `MergeTree` on a single-server shard; `ReplicatedMergeTree` (paths and
+/// replica names from each server's macros) where the shard has replicas,
+/// which needs `--cluster` to say the servers are set up for it.
+fn engine_for(shard: &Shard, cfg: &ConsumerConfig) -> Result<TableEngine> {
+    match (shard.replicas().len(), &cfg.cluster) {
+        (1, _) => Ok(TableEngine::MergeTree),
+        (_, Some(_)) => Ok(TableEngine::ReplicatedMergeTree),
+        (n, None) => Err(Error::Config(format!(
+            "shard {} has {n} replicas: pass --cluster NAME (the servers' remote_servers) so that \
+             --create-table can create {} as a ReplicatedMergeTree on each, or create it yourself",
+            shard.index + 1,
+            cfg.table
+        ))),
+    }
+}
+
+/// The same columns (names and types, in any order) on two servers.
+fn same_columns(
+    table: &TableRef,
+    url_a: &str,
+    a: &[(String, ChType)],
+    url_b: &str,
+    b: &[(String, ChType)],
+) -> Result<()> {
+    let sorted = |c: &[(String, ChType)]| {
+        let mut v: Vec<String> = c.iter().map(|(n, t)| format!("{n} {t}")).collect();
+        v.sort();
+        v
+    };
+    let (sa, sb) = (sorted(a), sorted(b));
+    if sa == sb {
+        return Ok(());
+    }
+    let only_a: Vec<&String> = sa.iter().filter(|c| !sb.contains(c)).collect();
+    let only_b: Vec<&String> = sb.iter().filter(|c| !sa.contains(c)).collect();
+    Err(Error::Config(format!(
+        "table {table} differs between servers: {url_a} has {only_a:?} where {url_b} has {only_b:?}"
+    )))
+}
+
+/// `<table>_distributed` on every server, reading across the cluster.
+async fn create_distributed(
+    shards: &[Arc<Shard>],
+    cfg: &ConsumerConfig,
+    cluster: &str,
+) -> Result<()> {
+    let db = cfg
+        .table
+        .database
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let sql = ddl::create_distributed(
+        cluster,
+        &db,
+        &cfg.table.table,
+        &distributed_name(&cfg.table),
+    )?;
+    for shard in shards {
+        for ch in shard.replicas() {
+            ch.execute(&sql).await?;
+        }
+    }
+    tracing::info!(table = %cfg.table, "created {} for reads across the cluster", distributed_name(&cfg.table));
+    Ok(())
+}
+
+/// The name of the Distributed table created with `--cluster`.
+pub fn distributed_name(table: &TableRef) -> String {
+    format!("{}_distributed", table.table)
 }
 
 fn schema_origin(cfg: &ConsumerConfig) -> &'static str {
@@ -97,6 +200,7 @@ async fn create(
     cfg: &ConsumerConfig,
     batch_schema: &Schema,
     caps: mapping::ServerCaps,
+    engine: &TableEngine,
 ) -> Result<Vec<(String, ChType)>> {
     let columns = mapping::table_columns(batch_schema, caps)?;
     if let Some(db) = &cfg.table.database {
@@ -113,18 +217,21 @@ async fn create(
         order_by: &cfg.order_by,
         if_not_exists: true,
     }
-    .to_sql()?;
+    .to_sql_with(engine)?;
     ch.execute(&sql).await?;
-    tracing::info!(table = %cfg.table, "created table");
+    tracing::info!(table = %cfg.table, server = %ch.config().url, ?engine, "created table");
     // Another member may have created it first, differently: use what exists.
-    ch.table_columns(&cfg.table).await?.ok_or_else(|| {
-        Error::Config(format!("table {} vanished right after CREATE", cfg.table))
-    })
+    ch.table_columns(&cfg.table)
+        .await?
+        .ok_or_else(|| Error::Config(format!("table {} vanished right after CREATE", cfg.table)))
 }
 
 /// Every exactly-once column present with its type, or an error listing
 /// the statements that add the missing ones.
-pub(super) fn check_exactly_once_columns(table: &TableRef, columns: &[(String, ChType)]) -> Result<()> {
+pub(super) fn check_exactly_once_columns(
+    table: &TableRef,
+    columns: &[(String, ChType)],
+) -> Result<()> {
     let mut missing = Vec::new();
     for (name, want) in exactly_once::COLUMNS {
         match columns.iter().find(|(n, _)| n == name) {
@@ -204,7 +311,9 @@ mod tests {
         ] {
             assert!(engine_refusal(e).is_some(), "{e} must be refused");
         }
-        assert!(engine_refusal("Distributed").unwrap().contains("--clickhouse-url"));
+        assert!(engine_refusal("Distributed")
+            .unwrap()
+            .contains("--clickhouse-url"));
     }
 
     #[test]
@@ -215,7 +324,9 @@ mod tests {
             (exactly_once::PARTITION_COLUMN.to_string(), ChType::UInt32),
             (exactly_once::OFFSET_COLUMN.to_string(), ChType::UInt64),
         ];
-        let e = check_exactly_once_columns(&t, &cols).unwrap_err().to_string();
+        let e = check_exactly_once_columns(&t, &cols)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("ALTER TABLE `db`.`trips` ADD COLUMN `_velostream_insert` UInt64")
                 && e.contains("`_velostream_slice` UInt64")
@@ -223,7 +334,9 @@ mod tests {
             "{e}"
         );
         let wrong = vec![(exactly_once::PARTITION_COLUMN.to_string(), ChType::Int32)];
-        let e = check_exactly_once_columns(&t, &wrong).unwrap_err().to_string();
+        let e = check_exactly_once_columns(&t, &wrong)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("is Int32, expected UInt32"), "{e}");
     }
 }

@@ -253,7 +253,6 @@ impl Worker {
     }
 
     fn send(&self, m: Message) -> Result<()> {
-
         self.tx
             .send(Item::Message(m))
             .map_err(|_| Error::Interrupted("sender stopped".into()))

@@ -82,8 +82,20 @@ mod tests {
         let p = dir.path().join("short.parquet");
         std::fs::write(&p, b"PAR1").unwrap();
         let e = file_fingerprint(&p).unwrap_err().to_string();
-        assert!(e.contains("short.parquet") && e.contains("too short"), "{e}");
-        std::fs::write(&p, fake_parquet(b"", b"")[..8].iter().chain(&[0xff, 0xff, 0xff, 0x7f]).chain(b"PAR1").copied().collect::<Vec<u8>>()).unwrap();
+        assert!(
+            e.contains("short.parquet") && e.contains("too short"),
+            "{e}"
+        );
+        std::fs::write(
+            &p,
+            fake_parquet(b"", b"")[..8]
+                .iter()
+                .chain(&[0xff, 0xff, 0xff, 0x7f])
+                .chain(b"PAR1")
+                .copied()
+                .collect::<Vec<u8>>(),
+        )
+        .unwrap();
         let e = file_fingerprint(&p).unwrap_err().to_string();
         assert!(e.contains("does not fit"), "{e}");
     }

@@ -806,7 +806,11 @@ fn hostile_column_and_table_names_round_trip() {
     ));
     let mut got: Vec<String> = names.lines().filter_map(tsv_field).collect();
     let mut want: Vec<String> = HOSTILE_NAMES.iter().map(|s| s.to_string()).collect();
-    want.extend(["_velostream_partition".into(), "_velostream_offset".into()]);
+    want.extend(
+        velostream::consumer::exactly_once::COLUMNS
+            .iter()
+            .map(|(name, _)| name.to_string()),
+    );
     got.sort();
     want.sort();
     assert_eq!(got, want, "column names of the created table");
@@ -1297,7 +1301,7 @@ fn rebalance_scenario(leave: Leave, exactly_once: bool, seed: u64) -> RebalanceR
         .expect("idle flag");
     args.drain(idle..idle + 2);
     // Lane debug lines say when a member has inserted.
-    args[1] = "info,velostream::consumer::lane=debug".into();
+    args[1] = "info,velostream::consumer::insert=debug".into();
     let insert_rows = args
         .iter()
         .position(|a| a == "--insert-rows")

@@ -186,13 +186,25 @@ mod tests {
     #[test]
     fn at_least_once_retries_transient_failures_with_growing_backoff() {
         let mut a = Attempts::new(false, 3);
-        assert_eq!(a.failed(Failure::Transient), Step::Send(Duration::from_millis(100)));
-        assert_eq!(a.failed(Failure::Transient), Step::Send(Duration::from_millis(200)));
-        assert_eq!(a.failed(Failure::TooManyParts), Step::Send(Duration::from_millis(400)));
+        assert_eq!(
+            a.failed(Failure::Transient),
+            Step::Send(Duration::from_millis(100))
+        );
+        assert_eq!(
+            a.failed(Failure::Transient),
+            Step::Send(Duration::from_millis(200))
+        );
+        assert_eq!(
+            a.failed(Failure::TooManyParts),
+            Step::Send(Duration::from_millis(400))
+        );
         for _ in 0..20 {
             a.failed(Failure::Transient);
         }
-        assert_eq!(a.failed(Failure::Transient), Step::Send(Duration::from_secs(10)));
+        assert_eq!(
+            a.failed(Failure::Transient),
+            Step::Send(Duration::from_secs(10))
+        );
         assert_eq!(a.failed(Failure::Permanent), Step::Stop);
         assert_eq!(a.failures(), 25);
     }
@@ -200,12 +212,25 @@ mod tests {
     #[test]
     fn exactly_once_never_resends_before_asking_the_table() {
         let mut a = Attempts::new(true, 2);
-        assert_eq!(a.failed(Failure::Transient), Step::Verify(Duration::from_millis(100)));
+        assert_eq!(
+            a.failed(Failure::Transient),
+            Step::Verify(Duration::from_millis(100))
+        );
         // The server is still away: ask again later, never resend blindly.
         assert_eq!(a.unverifiable(), Step::Verify(Duration::from_millis(200)));
-        assert_eq!(a.verified(&Verdict::Absent), Step::Send(Duration::from_millis(400)));
-        assert_eq!(a.failed(Failure::Transient), Step::Verify(Duration::from_millis(800)));
-        assert_eq!(a.verified(&Verdict::Complete), Step::Done, "it landed after all");
+        assert_eq!(
+            a.verified(&Verdict::Absent),
+            Step::Send(Duration::from_millis(400))
+        );
+        assert_eq!(
+            a.failed(Failure::Transient),
+            Step::Verify(Duration::from_millis(800))
+        );
+        assert_eq!(
+            a.verified(&Verdict::Complete),
+            Step::Done,
+            "it landed after all"
+        );
     }
 
     #[test]

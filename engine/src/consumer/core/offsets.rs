@@ -238,7 +238,11 @@ mod tests {
         let g2 = b.assign([0]);
         b.commit_done(0, 5, true); // answer to the first generation's commit
         b.stored(0, g2, 5);
-        assert_eq!(b.commit_now(), [(0, 5)], "still committed by this generation");
+        assert_eq!(
+            b.commit_now(),
+            [(0, 5)],
+            "still committed by this generation"
+        );
     }
 
     #[test]

@@ -56,7 +56,11 @@ impl SourceIndex {
     ) {
         self.tick += 1;
         if self.known.len() >= MAX_FILES {
-            if let Some(oldest) = self.known.iter().min_by_key(|(_, k)| k.tick).map(|(key, _)| *key)
+            if let Some(oldest) = self
+                .known
+                .iter()
+                .min_by_key(|(_, k)| k.tick)
+                .map(|(key, _)| *key)
             {
                 self.known.remove(&oldest);
             }
@@ -123,7 +127,10 @@ mod tests {
         let mut ix = SourceIndex::default();
         ix.load(0, 1, 7, []);
         assert!(ix.claim(0, s(7, 1)));
-        assert!(ix.needs_load(0, 2, 7), "another member may have written meanwhile");
+        assert!(
+            ix.needs_load(0, 2, 7),
+            "another member may have written meanwhile"
+        );
         assert!(ix.needs_load(1, 1, 7), "partitions are independent");
     }
 

@@ -135,7 +135,10 @@ mod tests {
         s.add(1, 12, 7);
         s.add(3, 4, 0);
         let p1 = s.get(1).unwrap();
-        assert_eq!((p1.first, p1.last, p1.rows, p1.insert_id), (10, 12, 12, Some(11)));
+        assert_eq!(
+            (p1.first, p1.last, p1.rows, p1.insert_id),
+            (10, 12, 12, Some(11))
+        );
         assert_eq!(p1.next_offset(), 13);
         let p3 = s.get(3).unwrap();
         assert_eq!((p3.rows, p3.insert_id, p3.next_offset()), (0, None, 5));

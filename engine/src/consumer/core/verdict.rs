@@ -177,7 +177,11 @@ mod tests {
             found_rows: 7,
             ..last
         };
-        assert_eq!(resume(Some(legacy)), Resume::At(521), "rows from before insert ids");
+        assert_eq!(
+            resume(Some(legacy)),
+            Resume::At(521),
+            "rows from before insert ids"
+        );
         let over = LastInsert {
             found_rows: 31,
             ..last
