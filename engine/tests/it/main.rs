@@ -1,6 +1,7 @@
 //! The one integration-test binary of the engine. Each area adds its module
 //! here; `harness` holds the shared service helpers.
 
+mod airflow_dags;
 mod clickhouse_client;
 mod consumer;
 mod dashboard;
