@@ -39,20 +39,26 @@ pub struct ManArgs {
 /// Runs `velostream completions`.
 pub fn run_completions(args: CompletionsArgs) -> Result<()> {
     let mut cmd = Cli::command();
+    // Into memory first: clap_complete panics on a failed write.
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut cmd, "velostream", &mut script);
+    write_stdout(&script, "writing the completion script")
+}
+
+/// Writes to stdout; a reader that went away (`| head`) is not an error.
+fn write_stdout(bytes: &[u8], what: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    clap_complete::generate(args.shell, &mut cmd, "velostream", &mut out);
-    out.flush()
-        .map_err(|e| Error::io("writing the completion script", e))
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::io(what, e)),
+        _ => Ok(()),
+    }
 }
 
 /// Runs `velostream man`.
 pub fn run_man(args: ManArgs) -> Result<()> {
     let page = man_page()?;
     match args.out_dir {
-        None => std::io::stdout()
-            .lock()
-            .write_all(page.as_bytes())
-            .map_err(|e| Error::io("writing the man page", e)),
+        None => write_stdout(page.as_bytes(), "writing the man page"),
         Some(dir) => {
             let context = |what: String| move |e| Error::io(what, e);
             std::fs::create_dir_all(&dir)

@@ -252,3 +252,21 @@ fn man_page_renders_with_every_subcommand_and_flag() {
     );
     assert!(out_dir.join("velostream-status.1").exists());
 }
+
+#[test]
+fn completions_and_man_into_a_closed_pipe_do_not_panic() {
+    for args in [&["completions", "bash"][..], &["man"][..]] {
+        // `velostream … | head -1`: the reader goes away after one line.
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // close the pipe before anything is written
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_ne!(out.status.code(), Some(101), "{args:?}: {stderr}");
+    }
+}
