@@ -262,6 +262,9 @@ def stop_consumer(run_id: str) -> None:
     """Sends SIGTERM to the managed consumer and waits for its clean exit
     (it inserts and commits what it holds, then leaves the group)."""
     d = _run_dir(run_id)
+    if not (d / "consumer.pid").exists():
+        print("no consumer was started in this run; nothing to stop", flush=True)
+        return
     pid = int((d / "consumer.pid").read_text())
     exit_file = d / "consumer.exit"
     if not exit_file.exists():
