@@ -130,17 +130,21 @@ fn members(client: &BaseConsumer, topic: &str, group: &str) -> Result<(String, V
         .members()
         .iter()
         .map(|m| {
-            let assignment = Assignment::decode(m.assignment().unwrap_or(&[]))
-                .map_err(|e| format!("member {}: {e}", m.id()));
+            let decoded = Assignment::decode(m.assignment().unwrap_or(&[]));
+            let (assignment, assignment_error) = match decoded {
+                Ok(a) => (a, None),
+                Err(e) => (
+                    Assignment::default(),
+                    Some(format!("member {}: {e}", m.id())),
+                ),
+            };
             Member {
                 id: m.id().to_string(),
                 client_id: m.client_id().to_string(),
                 host: m.client_host().to_string(),
-                partitions: assignment
-                    .as_ref()
-                    .map(|a| a.partitions_of(topic))
-                    .unwrap_or_default(),
-                assignment,
+                partitions: assignment.partitions_of(topic),
+                assignment: assignment.topics,
+                assignment_error,
             }
         })
         .collect();

@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::assignment::Assignment;
+use super::assignment::TopicAssignment;
 
 /// One pending message seen by the probe: its offset and the
 /// `velostream.rows` header, when it has one.
@@ -164,8 +164,10 @@ pub struct Member {
     pub host: String,
     /// Partitions of the status topic assigned to this member.
     pub partitions: Vec<i32>,
-    /// The member's whole assignment (every topic), or why it could not be decoded.
-    pub assignment: Result<Assignment, String>,
+    /// The member's whole assignment (every topic; empty when not decodable).
+    pub assignment: Vec<TopicAssignment>,
+    /// Why the assignment could not be decoded, if it could not.
+    pub assignment_error: Option<String>,
 }
 
 /// The table side: row count and, for exactly-once tables, stored offsets.
@@ -353,9 +355,9 @@ impl Snapshot {
             );
         }
         for m in &self.members {
-            let assignment = match &m.assignment {
-                Ok(_) => format!("partitions {:?}", m.partitions),
-                Err(e) => format!("assignment not decodable: {e}"),
+            let assignment = match &m.assignment_error {
+                None => format!("partitions {:?}", m.partitions),
+                Some(e) => format!("assignment not decodable: {e}"),
             };
             let _ = writeln!(
                 s,
@@ -588,7 +590,11 @@ mod tests {
             client_id: "velostream".into(),
             host: "/127.0.0.1".into(),
             partitions: vec![1],
-            assignment: Ok(Assignment::default()),
+            assignment: vec![TopicAssignment {
+                topic: "trips".into(),
+                partitions: vec![1],
+            }],
+            assignment_error: None,
         }];
         let mut p1 = obs(1, Some(3), 9);
         p1.listed_high = 4;
