@@ -296,8 +296,15 @@ impl Snapshot {
             .collect()
     }
 
-    /// The human-readable report.
+    /// The human-readable report: the partition table, then notes,
+    /// members, the table and the verdict.
     pub fn render(&self) -> String {
+        let mut s = self.render_partitions();
+        self.render_details(&mut s);
+        s
+    }
+
+    fn render_partitions(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(
             s,
@@ -335,6 +342,10 @@ impl Snapshot {
             self.lag_messages,
             self.row_lag().describe()
         );
+        s
+    }
+
+    fn render_details(&self, s: &mut String) {
         let differs: Vec<String> = self
             .partitions
             .iter()
@@ -365,22 +376,19 @@ impl Snapshot {
                 m.id, m.client_id, m.host
             );
         }
-        if let Some(t) = &self.table {
-            if t.exists {
-                let _ = writeln!(
-                    s,
-                    "table {}: {} row(s){}",
-                    t.table,
-                    t.rows,
-                    if t.exactly_once {
-                        ", exactly-once (stored offsets shown)"
-                    } else {
-                        ""
-                    }
-                );
-            } else {
+        match &self.table {
+            Some(t) if t.exists => {
+                let eo = if t.exactly_once {
+                    ", exactly-once (stored offsets shown)"
+                } else {
+                    ""
+                };
+                let _ = writeln!(s, "table {}: {} row(s){eo}", t.table, t.rows);
+            }
+            Some(t) => {
                 let _ = writeln!(s, "table {}: does not exist", t.table);
             }
+            None => {}
         }
         if self.drained {
             let _ = writeln!(s, "drained: yes");
@@ -388,7 +396,6 @@ impl Snapshot {
             let parts: Vec<String> = self.behind().iter().map(|b| b.to_string()).collect();
             let _ = writeln!(s, "drained: no ({})", parts.join("; "));
         }
-        s
     }
 }
 
