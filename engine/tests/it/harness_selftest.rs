@@ -14,7 +14,6 @@ use crate::harness::{self, ch_query, ch_try_query, TestDb};
 
 #[test]
 fn local_services_second_start_reuses_and_stop_stops() {
-    crate::require_services!(ClickHouse);
     let dir = tempfile::tempdir().unwrap();
     let opts = LocalOptions {
         state_dir: Some(dir.path().to_path_buf()),
@@ -67,7 +66,6 @@ fn process_alive(pid: u32) -> bool {
 
 #[test]
 fn stale_pid_file_is_replaced() {
-    crate::require_services!(ClickHouse);
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("clickhouse")).unwrap();
     // A pid that cannot be a live clickhouse-server: beyond pid_max.
@@ -85,14 +83,12 @@ fn stale_pid_file_is_replaced() {
 
 #[test]
 fn harness_services_are_started_once_per_process() {
-    crate::require_services!(ClickHouse, Kafka);
     assert_eq!(harness::clickhouse_url(), harness::clickhouse_url());
     assert_eq!(harness::kafka_brokers(), harness::kafka_brokers());
 }
 
 #[test]
 fn ch_query_returns_tsv_and_panics_with_the_server_message() {
-    crate::require_services!(ClickHouse);
     let url = harness::clickhouse_url();
     assert_eq!(ch_query(&url, "SELECT 1 + 1, 'a\\tb'"), "2\ta\\tb\n");
     let err = ch_try_query(&url, "SELECT no_such_column").unwrap_err();
@@ -107,7 +103,6 @@ fn ch_query_returns_tsv_and_panics_with_the_server_message() {
 
 #[test]
 fn test_db_is_created_and_dropped() {
-    crate::require_services!(ClickHouse);
     let url = harness::clickhouse_url();
     let exists = |name: &str| {
         ch_query(
@@ -134,7 +129,6 @@ fn test_db_is_created_and_dropped() {
 
 #[test]
 fn low_cardinality_is_allowed_by_the_test_server() {
-    crate::require_services!(ClickHouse);
     let db = TestDb::new();
     db.query(&format!(
         "CREATE TABLE {} (s LowCardinality(String)) ENGINE = MergeTree ORDER BY tuple()",
@@ -144,7 +138,6 @@ fn low_cardinality_is_allowed_by_the_test_server() {
 
 #[test]
 fn create_topic_creates_all_partitions_and_is_idempotent() {
-    crate::require_services!(Kafka);
     let brokers = harness::kafka_brokers();
     let topic = harness::unique_name("selftest");
     harness::create_topic(&brokers, &topic, 3);
@@ -183,7 +176,6 @@ fn paths_point_into_the_repository() {
 
 #[test]
 fn prometheus_scrapes_a_registered_target() {
-    crate::require_services!(Prometheus);
     // A tiny /metrics endpoint with a counter.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
@@ -217,7 +209,6 @@ fn prometheus_scrapes_a_registered_target() {
 
 #[test]
 fn services_stop_when_their_owner_process_exits() {
-    crate::require_services!(Prometheus);
     let dir = tempfile::tempdir().unwrap();
     let mut owner = std::process::Command::new("sleep")
         .arg("60")
@@ -235,7 +226,7 @@ fn services_stop_when_their_owner_process_exits() {
         .parse()
         .unwrap();
     services.detach();
-    assert!(harness::http_request("GET", &format!("{url}/-/ready"), b"").is_ok());
+    assert!(harness::http::get_ok(&format!("{url}/-/ready")).is_ok());
     owner.kill().unwrap();
     owner.wait().unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -246,5 +237,5 @@ fn services_stop_when_their_owner_process_exits() {
         !process_alive(pid),
         "prometheus pid {pid} still running 20 s after its owner exited"
     );
-    assert!(harness::http_request("GET", &format!("{url}/-/ready"), b"").is_err());
+    assert!(harness::http::get(&format!("{url}/-/ready")).is_err());
 }

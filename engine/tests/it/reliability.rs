@@ -504,7 +504,6 @@ fn kill_scenario(exactly_once: bool, seed: u64) -> (Vec<RecordBatch>, KillReport
 
 #[test]
 fn exactly_once_consumer_survives_sigkills_without_loss_or_duplicates() {
-    crate::require_services!(Kafka, ClickHouse);
     let (batches, report, table, db) = kill_scenario(true, 0x5eed_0001);
     let url = &db.url;
     let (missing, duplicates) = compare_multisets(&source_keys(&batches), &table_keys(url, &table));
@@ -534,7 +533,6 @@ fn exactly_once_consumer_survives_sigkills_without_loss_or_duplicates() {
 
 #[test]
 fn at_least_once_consumer_survives_sigkills_without_loss() {
-    crate::require_services!(Kafka, ClickHouse);
     let (batches, report, table, db) = kill_scenario(false, 0x5eed_0002);
     let url = &db.url;
     let source = source_keys(&batches);
@@ -574,7 +572,6 @@ fn run_to_end(
 
 #[test]
 fn planted_secrets_are_never_printed() {
-    crate::require_services!(Kafka, ClickHouse);
     const CH_SECRET: &str = "vs-planted-CH-7f3a9c0d";
     const SASL_SECRET: &str = "vs-planted-SASL-b41e2d77";
     let brokers = harness::kafka_brokers();
@@ -760,7 +757,6 @@ const HOSTILE_VALUES: &[Option<&str>] = &[
 fn hostile_column_and_table_names_round_trip() {
     use arrow_array::{ArrayRef, Int32Array, StringArray};
     use arrow_schema::{DataType, Field, Schema};
-    crate::require_services!(Kafka, ClickHouse);
     let brokers = harness::kafka_brokers();
     let db = TestDb::new();
     let dir = tempfile::tempdir().expect("tempdir");
@@ -840,7 +836,6 @@ fn hostile_column_and_table_names_round_trip() {
 fn empty_column_name_is_refused_clearly() {
     use arrow_array::{ArrayRef, Int32Array};
     use arrow_schema::{DataType, Field, Schema};
-    crate::require_services!(Kafka, ClickHouse);
     let brokers = harness::kafka_brokers();
     let db = TestDb::new();
     let dir = tempfile::tempdir().expect("tempdir");
@@ -971,7 +966,7 @@ impl OwnClickHouse {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
         let ping = format!("{}/ping", self.url());
-        while !matches!(harness::http_request("GET", &ping, b""), Ok((200, _))) {
+        while harness::http::get_ok(&ping).is_err() {
             let exited = self
                 .child
                 .as_mut()
@@ -1014,7 +1009,6 @@ fn vm_hwm_kib(pid: u32) -> Option<u64> {
 
 #[test]
 fn consumer_rides_out_a_clickhouse_restart() {
-    crate::require_services!(Kafka);
     const ROWS: u64 = 300_000;
     let brokers = harness::kafka_brokers();
     let dir = tempfile::tempdir().expect("tempdir");
@@ -1491,14 +1485,12 @@ fn assert_nothing_missing(r: &RebalanceReport, what: &str) -> u64 {
 
 #[test]
 fn rebalance_member_joins_then_leaves_cleanly_exactly_once() {
-    crate::require_services!(Kafka, ClickHouse);
     let r = rebalance_scenario(Leave::Clean, true, 0x5eed_0101);
     assert_exact(&r, "exactly-once, clean leave");
 }
 
 #[test]
 fn rebalance_member_joins_then_leaves_cleanly_at_least_once() {
-    crate::require_services!(Kafka, ClickHouse);
     let r = rebalance_scenario(Leave::Clean, false, 0x5eed_0102);
     let duplicates = assert_nothing_missing(&r, "at-least-once, clean leave");
     // A clean leave flushes and commits before handing over: no replay.
@@ -1507,14 +1499,12 @@ fn rebalance_member_joins_then_leaves_cleanly_at_least_once() {
 
 #[test]
 fn rebalance_member_joins_then_is_killed_exactly_once() {
-    crate::require_services!(Kafka, ClickHouse);
     let r = rebalance_scenario(Leave::Killed, true, 0x5eed_0103);
     assert_exact(&r, "exactly-once, SIGKILL leave");
 }
 
 #[test]
 fn rebalance_member_joins_then_is_killed_at_least_once() {
-    crate::require_services!(Kafka, ClickHouse);
     let r = rebalance_scenario(Leave::Killed, false, 0x5eed_0104);
     assert_nothing_missing(&r, "at-least-once, SIGKILL leave");
 }
@@ -1584,11 +1574,7 @@ impl Drop for OwnTansu {
 /// `velostream_producer_rows_total` (rows acknowledged, counted in the
 /// delivery callback) from a producer's metrics endpoint.
 fn acked_rows_metric(addr: &str) -> Option<u64> {
-    let (status, body) =
-        harness::http_request("GET", &format!("http://{addr}/metrics"), b"").ok()?;
-    if status != 200 {
-        return None;
-    }
+    let body = harness::prometheus::metrics_page(addr)?;
     body.lines()
         .find(|l| l.starts_with("velostream_producer_rows_total "))
         .and_then(|l| l.split_whitespace().nth(1))
@@ -1690,7 +1676,6 @@ fn delivery_error_counts(out: &str) -> [u64; 6] {
 /// - it never hangs (time limit) and never reports success for fewer rows.
 #[test]
 fn producer_across_a_broker_restart_never_claims_unacknowledged_rows() {
-    crate::require_services!(Kafka);
     const ROWS: u64 = 300_000;
     let dir = tempfile::tempdir().expect("tempdir");
     let port = harness::free_port();

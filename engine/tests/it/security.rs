@@ -69,9 +69,7 @@ fn run(
             break status;
         }
         if let Some(port) = metrics_port {
-            if let Ok((200, body)) =
-                harness::http_request("GET", &format!("http://127.0.0.1:{port}/metrics"), b"")
-            {
+            if let Some(body) = harness::prometheus::metrics_page(&format!("127.0.0.1:{port}")) {
                 metrics = body;
             }
         }
@@ -135,7 +133,6 @@ fn count(url: &str, table: &str) -> u64 {
 
 #[test]
 fn produce_and_consume_over_kafka_tls_into_clickhouse_https() {
-    crate::require_services!(Kafka, ClickHouse);
     let tls = harness::tls_services();
     let dir = tempfile::tempdir().expect("tempdir");
     let rows = 6_000;
@@ -230,7 +227,6 @@ fn produce_and_consume_over_kafka_tls_into_clickhouse_https() {
 /// user validates.
 #[test]
 fn bench_over_kafka_tls_and_clickhouse_https_with_a_password_validates() {
-    crate::require_services!(Kafka, ClickHouse);
     let tls = harness::tls_services();
     let dir = tempfile::tempdir().expect("tempdir");
     let ca = path(&tls.ca);
@@ -298,7 +294,6 @@ fn bench_over_kafka_tls_and_clickhouse_https_with_a_password_validates() {
 
 #[test]
 fn kafka_tls_refuses_an_unknown_ca_and_plaintext_clients_quickly() {
-    crate::require_services!(Kafka);
     let tls = harness::tls_services();
     let dir = tempfile::tempdir().expect("tempdir");
     let file = taxi_file(dir.path(), 1_000);
@@ -380,7 +375,6 @@ fn kafka_tls_refuses_an_unknown_ca_and_plaintext_clients_quickly() {
 
 #[test]
 fn kafka_mutual_tls_sends_the_client_certificate_with_its_key_password() {
-    crate::require_services!(Kafka);
     let tls = harness::tls_services();
     let dir = tempfile::tempdir().expect("tempdir");
     let file = taxi_file(dir.path(), 1_000);
@@ -482,7 +476,6 @@ fn kafka_mutual_tls_sends_the_client_certificate_with_its_key_password() {
 
 #[test]
 fn clickhouse_https_checks_the_certificate() {
-    crate::require_services!(ClickHouse);
     let tls = harness::tls_services();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -540,7 +533,6 @@ fn clickhouse_https_checks_the_certificate() {
 
 #[test]
 fn consume_configured_by_a_config_file_and_flags_override_it() {
-    crate::require_services!(Kafka, ClickHouse);
     let tls = harness::tls_services();
     let dir = tempfile::tempdir().expect("tempdir");
     let rows = 3_000;
@@ -680,7 +672,6 @@ fn consume_configured_by_a_config_file_and_flags_override_it() {
 
 #[test]
 fn planted_secrets_in_flags_environment_and_config_file_are_never_printed() {
-    crate::require_services!(Kafka, ClickHouse);
     let tls = harness::tls_services();
     let dir = tempfile::tempdir().expect("tempdir");
     let file = taxi_file(dir.path(), 2_000);
