@@ -1,6 +1,7 @@
 //! Self-tests of the harness and of `velostream::local`: services start, a
 //! second start reuses the running instance, ClickHouse queries and errors,
-//! topic creation, Prometheus scraping a registered target.
+//! topic creation, Prometheus scraping a registered target, the command
+//! builder's environment and failure messages, the exactly-once decision.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -10,6 +11,10 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
 use velostream::local::{LocalOptions, LocalServices, Service};
 
+use crate::harness::cmd::{removed_variables, velostream, OTHER_VARIABLES};
+use crate::harness::data::Rng;
+use crate::harness::exactly_once::{differences, Difference};
+use crate::harness::process::process_alive;
 use crate::harness::{self, ch_query, ch_try_query, TestDb};
 
 #[test]
@@ -50,18 +55,6 @@ fn local_services_second_start_reuses_and_stop_stops() {
     );
     assert!(!process_alive(pid), "pid {pid} survived stop");
     assert!(!dir.path().join("clickhouse/pid").exists());
-}
-
-/// True when `pid` exists and is not a zombie (an orphaned service is
-/// reparented to PID 1, which may not reap it).
-fn process_alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            stat.rsplit_once(") ")
-                .map(|(_, rest)| !rest.starts_with('Z'))
-        })
-        .unwrap_or(false)
 }
 
 #[test]
@@ -238,4 +231,157 @@ fn services_stop_when_their_owner_process_exits() {
         "prometheus pid {pid} still running 20 s after its owner exited"
     );
     assert!(harness::http::get(&format!("{url}/-/ready")).is_err());
+}
+
+#[test]
+fn the_command_builder_removes_what_the_binary_would_read() {
+    let inherited = [
+        ("VELOSTREAM_CONFIG", "/etc/velostream.toml"),
+        ("VELOSTREAM_CLICKHOUSE_PASSWORD", "x"),
+        ("VELOSTREAM_TEST_BROKERS", "127.0.0.1:1"),
+        ("NO_COLOR", "1"),
+        ("HOME", "/root"),
+        ("PATH", "/usr/bin"),
+    ]
+    .map(|(k, v)| (k.into(), v.into()));
+    let removed = removed_variables(inherited);
+    assert_eq!(
+        removed,
+        [
+            "VELOSTREAM_CONFIG",
+            "VELOSTREAM_CLICKHOUSE_PASSWORD",
+            "VELOSTREAM_TEST_BROKERS",
+            "NO_COLOR"
+        ]
+        .map(std::ffi::OsString::from)
+    );
+    // Set by the test after the clean-up: the binary reads this one.
+    let cmd = velostream().env("VELOSTREAM_LOG", "debug").command();
+    let envs: Vec<(String, Option<String>)> = cmd
+        .get_envs()
+        .map(|(k, v)| {
+            (
+                k.to_string_lossy().into_owned(),
+                v.map(|v| v.to_string_lossy().into_owned()),
+            )
+        })
+        .collect();
+    for name in OTHER_VARIABLES.iter().filter(|n| **n != "NO_COLOR") {
+        assert!(envs.contains(&(name.to_string(), None)), "{name}: {envs:?}");
+    }
+    for set in [
+        ("VELOSTREAM_QUIET", "1"),
+        ("NO_COLOR", "1"),
+        ("VELOSTREAM_LOG", "debug"),
+    ] {
+        assert!(
+            envs.contains(&(set.0.to_string(), Some(set.1.to_string()))),
+            "{set:?}: {envs:?}"
+        );
+    }
+}
+
+#[test]
+fn a_config_file_reaches_the_binary_only_when_the_test_sets_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("typo.toml");
+    std::fs::write(&config, "brokres = \"x:1\"\n").unwrap();
+    let out = velostream()
+        .args(["consume", "--help"])
+        .env("VELOSTREAM_CONFIG", &config)
+        .expect_failure();
+    assert!(
+        out.stderr.contains("typo.toml") && out.stderr.contains("brokres"),
+        "{}",
+        out.describe()
+    );
+    velostream().args(["consume", "--help"]).expect_success();
+}
+
+#[test]
+fn an_unexpected_outcome_shows_command_status_stdout_and_stderr() {
+    let panic = std::panic::catch_unwind(|| {
+        velostream()
+            .args(["--log", "warn", "no-such-subcommand"])
+            .expect_success()
+    })
+    .unwrap_err();
+    let msg = panic.downcast_ref::<String>().unwrap();
+    for part in [
+        "command: VELOSTREAM_QUIET=1 NO_COLOR=1 velostream --log warn no-such-subcommand",
+        "exit status: exit status: 2",
+        "stdout:",
+        "stderr:",
+        "no-such-subcommand",
+    ] {
+        assert!(msg.contains(part), "{part:?} in {msg}");
+    }
+    let panic =
+        std::panic::catch_unwind(|| velostream().arg("--help").expect_failure()).unwrap_err();
+    let msg = panic.downcast_ref::<String>().unwrap();
+    assert!(
+        msg.contains("expected a failure") && msg.contains("Usage"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn exactly_once_differences_name_every_kind_of_fault() {
+    let expected: std::collections::BTreeMap<(i32, i64), u64> = [
+        ((0, 0), 10),
+        ((0, 1), 10),
+        ((0, 2), 10),
+        ((0, 3), 0),
+        ((1, 0), 5),
+        ((1, 1), 7),
+    ]
+    .into();
+    let stored: std::collections::BTreeMap<(i32, i64), u64> = [
+        ((0, 0), 10),
+        ((0, 2), 4),
+        ((1, 0), 10),
+        ((1, 1), 7),
+        ((1, 2), 3),
+    ]
+    .into();
+    assert_eq!(
+        differences(&expected, &stored),
+        vec![
+            Difference::Missing {
+                at: (0, 1),
+                rows: 10
+            },
+            Difference::Partial {
+                at: (0, 2),
+                rows: 10,
+                stored: 4
+            },
+            Difference::Duplicated {
+                at: (1, 0),
+                rows: 5,
+                stored: 10
+            },
+            Difference::NoSuchMessage {
+                at: (1, 2),
+                stored: 3
+            },
+        ]
+    );
+    assert!(differences(&expected, &expected).is_empty());
+    // A message that must store nothing (a dead letter) but did.
+    let dead: std::collections::BTreeMap<(i32, i64), u64> = [((0, 3), 2)].into();
+    assert_eq!(
+        differences(&[((0, 3), 0)].into(), &dead)[0].to_string(),
+        "partition 0 offset 3: duplicated (2 rows stored, the message has 0)"
+    );
+}
+
+#[test]
+fn the_rng_repeats_for_a_seed() {
+    let (mut a, mut b, mut c) = (Rng::new(7), Rng::new(7), Rng::new(8));
+    let xs: Vec<u64> = (0..5).map(|_| a.range(100, 1500)).collect();
+    let ys: Vec<u64> = (0..5).map(|_| b.range(100, 1500)).collect();
+    assert_eq!(xs, ys);
+    assert!(xs.iter().all(|x| (100..=1500).contains(x)));
+    assert_ne!(a.bytes(16), c.bytes(16));
 }
