@@ -396,6 +396,26 @@ fn assert_carries(letter: &Msg, original: &[(String, Vec<u8>)]) {
     }
 }
 
+/// The rows of `data` in `n` consecutive chunks.
+fn chunks(data: &TaxiData, n: usize) -> Vec<RecordBatch> {
+    let all = data.all();
+    let rows = all.num_rows();
+    (0..n)
+        .map(|i| all.slice(i * rows / n, (i + 1) * rows / n - i * rows / n))
+        .collect()
+}
+
+/// A readable message of another schema (one Int32 column `a`).
+fn foreign_message(encoder: &IpcEncoder) -> Vec<u8> {
+    let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int32, false)]));
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![Arc::new(Int32Array::from(vec![1, 2, 3]))],
+    )
+    .expect("foreign batch");
+    encoder.encode(&schema, &[batch]).expect("encode foreign")
+}
+
 /// The `n` dead letters of `dlq` (fails if it holds more).
 fn dead_letters(brokers: &str, dlq: &str, n: usize) -> Vec<Msg> {
     read_topic(brokers, dlq, Until::Messages(n))
@@ -413,11 +433,8 @@ async fn poison_messages_go_to_the_dead_letter_topic_and_good_rows_arrive() {
     let schema = data.schema();
 
     // Good messages: the source split into four chunks of rows.
-    let all = arrow_select::concat::concat_batches(&schema, &data.batches).expect("concat");
-    let n = all.num_rows();
-    let chunks: Vec<RecordBatch> = (0..4)
-        .map(|i| all.slice(i * n / 4, (i + 1) * n / 4 - i * n / 4))
-        .collect();
+    let n = data.rows() as usize;
+    let chunks = chunks(&data, 4);
     let good: Vec<Vec<u8>> = chunks
         .iter()
         .map(|c| {
@@ -428,15 +445,7 @@ async fn poison_messages_go_to_the_dead_letter_topic_and_good_rows_arrive() {
         .collect();
     let garbage = Rng::new(0x5eed_dead).bytes(5_000);
     let truncated = good[1][..good[1].len() / 2].to_vec();
-    let other_schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int32, false)]));
-    let other = RecordBatch::try_new(
-        Arc::clone(&other_schema),
-        vec![Arc::new(Int32Array::from(vec![1, 2, 3]))],
-    )
-    .expect("other batch");
-    let other = encoder
-        .encode(&other_schema, &[other])
-        .expect("encode other");
+    let other = foreign_message(&encoder);
 
     producer.send(&topic, &good[0], &[]).await;
     let poison = vec![
@@ -513,11 +522,7 @@ async fn a_message_the_transform_fails_on_goes_to_the_dead_letter_topic() {
     .expect("writing transform");
 
     let schema = data.schema();
-    let all = arrow_select::concat::concat_batches(&schema, &data.batches).expect("concat");
-    let n = all.num_rows();
-    let mut chunks: Vec<RecordBatch> = (0..4)
-        .map(|i| all.slice(i * n / 4, (i + 1) * n / 4 - i * n / 4))
-        .collect();
+    let mut chunks = chunks(&data, 4);
     // One row of chunk 2 gets vendor 99.
     let bad = &chunks[2];
     let mut vendors: Vec<i32> = bad
@@ -607,11 +612,9 @@ async fn every_kind_of_poison_in_one_stream_is_handled_and_good_rows_land_once()
     let lz4 = IpcEncoder::new(IpcCompression::Lz4Frame).expect("encoder");
     let plain = IpcEncoder::new(IpcCompression::None).expect("encoder");
     let schema = data.schema();
-    let all = arrow_select::concat::concat_batches(&schema, &data.batches).expect("concat");
-    let n = all.num_rows();
-    let good: Vec<RecordBatch> = (0..8)
-        .map(|i| all.slice(i * n / 8, (i + 1) * n / 8 - i * n / 8))
-        .collect();
+    let n = data.rows() as usize;
+    let all = data.all();
+    let good = chunks(&data, 8);
     let encode_good = |b: &RecordBatch| {
         lz4.encode(&schema, std::slice::from_ref(b))
             .expect("encode")
@@ -621,13 +624,7 @@ async fn every_kind_of_poison_in_one_stream_is_handled_and_good_rows_land_once()
     let garbage = Rng::new(0x5eed_dead).bytes(5_000);
     let whole = encode_good(&good[1]);
     let truncated = whole[..whole.len() * 2 / 3].to_vec();
-    let other_schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int32, false)]));
-    let other = RecordBatch::try_new(
-        Arc::clone(&other_schema),
-        vec![Arc::new(Int32Array::from(vec![1, 2, 3]))],
-    )
-    .expect("other batch");
-    let foreign = lz4.encode(&other_schema, &[other]).expect("encode other");
+    let foreign = foreign_message(&lz4);
     // Valid rows of the right schema, uncompressed: too large on the wire.
     let too_large = plain
         .encode(&schema, std::slice::from_ref(&all))

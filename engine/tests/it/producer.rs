@@ -9,7 +9,7 @@
 //! then keeps reading for a moment so that duplicates would show.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -54,9 +54,21 @@ fn arrow_rows(m: &Msg) -> u64 {
     m.decode().num_rows() as u64
 }
 
-/// Runs `velostream produce ARGS` with a time limit (killed and failed on hang).
-fn produce_cli(args: &[&str], limit: Duration) -> Output {
-    velostream().arg("produce").args(args).timeout(limit).run()
+/// Runs `velostream produce --brokers B --topic T --partitions P REST…`
+/// with a time limit (killed and failed on hang).
+fn produce_cli(
+    brokers: &str,
+    topic: &str,
+    partitions: &str,
+    rest: &[&str],
+    limit: Duration,
+) -> Output {
+    velostream()
+        .args(["produce", "--brokers", brokers, "--topic", topic])
+        .args(["--partitions", partitions])
+        .args(rest)
+        .timeout(limit)
+        .run()
 }
 
 fn assert_ok(run: &Output, what: &str) {
@@ -158,13 +170,11 @@ fn assert_same_as_source(msgs: &[Msg], source: &ParquetSource) -> usize {
 fn generated_taxi_data_arrives_exactly_once_and_unchanged() {
     let brokers = kafka_brokers();
     let dir = tempfile::tempdir().expect("tempdir");
-    let files = Taxi {
-        rows: 200_000,
-        files: 2,
-        row_group_rows: 30_000,
-        seed: 11,
-    }
-    .write(dir.path());
+    let files = Taxi::rows(200_000)
+        .files(2)
+        .row_groups(30_000)
+        .seed(11)
+        .write(dir.path());
     let source = Arc::new(open(&files));
     assert!(
         source.row_groups().len() >= 6,
@@ -233,13 +243,10 @@ fn generated_taxi_data_arrives_exactly_once_and_unchanged() {
 fn pyarrow_reads_the_messages() {
     let brokers = kafka_brokers();
     let dir = tempfile::tempdir().expect("tempdir");
-    let files = Taxi {
-        rows: 60_000,
-        files: 1,
-        row_group_rows: 20_000,
-        seed: 12,
-    }
-    .write(dir.path());
+    let files = Taxi::rows(60_000)
+        .row_groups(20_000)
+        .seed(12)
+        .write(dir.path());
     let source = open(&files);
     let batches = read_all(&source, 65_536).expect("read source");
     let mut sum = 0.0f64;
@@ -264,17 +271,10 @@ fn pyarrow_reads_the_messages() {
     let topic = unique_name("producer_py");
     let file = files[0].display().to_string();
     let run = produce_cli(
-        &[
-            "--brokers",
-            &brokers,
-            "--topic",
-            &topic,
-            "--partitions",
-            "2",
-            "--max-rows-per-message",
-            "5000",
-            &file,
-        ],
+        &brokers,
+        &topic,
+        "2",
+        &["--max-rows-per-message", "5000", &file],
         CLI_LIMIT,
     );
     assert_ok(&run, &file);
@@ -338,18 +338,7 @@ fn check_file(brokers: &str, path: &Path) -> Option<String> {
     let expected = source_read(path);
     let topic = unique_name("producer_file");
     let file = path.display().to_string();
-    let run = produce_cli(
-        &[
-            "--brokers",
-            brokers,
-            "--topic",
-            &topic,
-            "--partitions",
-            "1",
-            &file,
-        ],
-        CLI_LIMIT,
-    );
+    let run = produce_cli(brokers, &topic, "1", &[&file], CLI_LIMIT);
     match (expected, run.success()) {
         (Ok(batch), true) => {
             let rows = batch.num_rows() as u64;
@@ -384,10 +373,13 @@ fn every_testdata_file_produces_or_is_refused_by_name() {
     let brokers = kafka_brokers();
     let dir = shared_testdata().join("data");
     let files = parquet_files(&dir);
-    let failures: Vec<String> = parallel(&files, |f| check_file(&brokers, f))
-        .into_iter()
-        .flatten()
-        .collect();
+    assert_every_file(&files, |f| check_file(&brokers, f));
+}
+
+/// Runs `check` over `files` in parallel; fails listing every file for
+/// which it returned a problem.
+fn assert_every_file(files: &[PathBuf], check: impl Fn(&PathBuf) -> Option<String> + Sync) {
+    let failures: Vec<String> = parallel(files, check).into_iter().flatten().collect();
     assert!(
         failures.is_empty(),
         "{} of {} files:\n{}",
@@ -425,23 +417,16 @@ fn parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R>
 fn every_testdata_file_as_json_rows_is_valid_json_or_refused_by_name() {
     let brokers = kafka_brokers();
     let files = parquet_files(&shared_testdata().join("data"));
-    let failures: Vec<String> = parallel(&files, |path| {
+    assert_every_file(&files, |path| {
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         let expected = source_read(path);
         let topic = unique_name("producer_file_json");
         let file = path.display().to_string();
         let run = produce_cli(
-            &[
-                "--brokers",
-                &brokers,
-                "--topic",
-                &topic,
-                "--partitions",
-                "1",
-                "--format",
-                "json-rows",
-                &file,
-            ],
+            &brokers,
+            &topic,
+            "1",
+            &["--format", "json-rows", &file],
             CLI_LIMIT,
         );
         let batch = match (expected, run.success()) {
@@ -496,17 +481,7 @@ fn every_testdata_file_as_json_rows_is_valid_json_or_refused_by_name() {
         }
         eprintln!("{name} (json-rows): {} messages", msgs.len());
         None
-    })
-    .into_iter()
-    .flatten()
-    .collect();
-    assert!(
-        failures.is_empty(),
-        "{} of {} files:\n{}",
-        failures.len(),
-        files.len(),
-        failures.join("\n")
-    );
+    });
 }
 
 /// Every file in `bad_data/` fails with its name in the message (except the
@@ -515,25 +490,14 @@ fn every_testdata_file_as_json_rows_is_valid_json_or_refused_by_name() {
 fn every_bad_file_is_an_error_naming_it() {
     let brokers = kafka_brokers();
     let files = parquet_files(&shared_testdata().join("bad_data"));
-    let failures: Vec<String> = parallel(&files, |f| {
+    assert_every_file(&files, |f| {
         let name = f.file_name().unwrap().to_string_lossy().to_string();
         if READABLE_BAD_DATA.contains(&name.as_str()) {
             return check_file(&brokers, f);
         }
         let topic = unique_name("producer_bad");
         let file = f.display().to_string();
-        let run = produce_cli(
-            &[
-                "--brokers",
-                &brokers,
-                "--topic",
-                &topic,
-                "--partitions",
-                "1",
-                &file,
-            ],
-            CLI_LIMIT,
-        );
+        let run = produce_cli(&brokers, &topic, "1", &[&file], CLI_LIMIT);
         eprintln!("{name}: ok={} {}", run.success(), run.stderr.trim());
         if run.success() {
             Some(format!("{name}: produce succeeded: {}", run.stdout))
@@ -545,17 +509,7 @@ fn every_bad_file_is_an_error_naming_it() {
         } else {
             None
         }
-    })
-    .into_iter()
-    .flatten()
-    .collect();
-    assert!(
-        failures.is_empty(),
-        "{} of {} files:\n{}",
-        failures.len(),
-        files.len(),
-        failures.join("\n")
-    );
+    });
 }
 
 /// `--format json-rows`: one JSON object per row and message, with the
@@ -564,29 +518,19 @@ fn every_bad_file_is_an_error_naming_it() {
 fn json_rows_gives_one_message_per_row() {
     let brokers = kafka_brokers();
     let dir = tempfile::tempdir().expect("tempdir");
-    let files = Taxi {
-        rows: 3_000,
-        files: 1,
-        row_group_rows: 1_000,
-        seed: 13,
-    }
-    .write(dir.path());
+    let files = Taxi::rows(3_000)
+        .row_groups(1_000)
+        .seed(13)
+        .write(dir.path());
     let source = open(&files);
     let batch = concat(&read_all(&source, 65_536).expect("read source"));
     let topic = unique_name("producer_json");
     let file = files[0].display().to_string();
     let run = produce_cli(
-        &[
-            "--brokers",
-            &brokers,
-            "--topic",
-            &topic,
-            "--partitions",
-            "2",
-            "--format",
-            "json-rows",
-            &file,
-        ],
+        &brokers,
+        &topic,
+        "2",
+        &["--format", "json-rows", &file],
         CLI_LIMIT,
     );
     assert_ok(&run, &file);
@@ -638,28 +582,14 @@ fn json_rows_gives_one_message_per_row() {
 #[test]
 fn unreachable_broker_fails_fast_naming_it() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let files = Taxi {
-        rows: 1_000,
-        files: 1,
-        row_group_rows: 1_000,
-        seed: 14,
-    }
-    .write(dir.path());
+    let files = Taxi::rows(1_000)
+        .row_groups(1_000)
+        .seed(14)
+        .write(dir.path());
     let port = free_port();
     let address = format!("127.0.0.1:{port}");
     let file = files[0].display().to_string();
-    let run = produce_cli(
-        &[
-            "--brokers",
-            &address,
-            "--topic",
-            "nowhere",
-            "--partitions",
-            "1",
-            &file,
-        ],
-        Duration::from_secs(90),
-    );
+    let run = produce_cli(&address, "nowhere", "1", &[&file], Duration::from_secs(90));
     assert!(
         !run.success(),
         "produce to {address} succeeded: {}",
@@ -688,28 +618,19 @@ fn max_message_bytes_is_respected() {
     let brokers = kafka_brokers();
     let dir = tempfile::tempdir().expect("tempdir");
     // Two files, given as their directory (the CLI discovers them).
-    let files = Taxi {
-        rows: 100_000,
-        files: 2,
-        row_group_rows: 25_000,
-        seed: 15,
-    }
-    .write(dir.path());
+    let files = Taxi::rows(100_000)
+        .files(2)
+        .row_groups(25_000)
+        .seed(15)
+        .write(dir.path());
     let source = open(&files);
     let topic = unique_name("producer_size");
     let file = dir.path().display().to_string();
     let run = produce_cli(
-        &[
-            "--brokers",
-            &brokers,
-            "--topic",
-            &topic,
-            "--partitions",
-            "2",
-            "--max-message-bytes",
-            "65536",
-            &file,
-        ],
+        &brokers,
+        &topic,
+        "2",
+        &["--max-message-bytes", "65536", &file],
         CLI_LIMIT,
     );
     assert_ok(&run, &file);
@@ -732,28 +653,18 @@ fn max_message_bytes_is_respected() {
 fn key_column_keeps_equal_keys_in_one_partition() {
     let brokers = kafka_brokers();
     let dir = tempfile::tempdir().expect("tempdir");
-    let files = Taxi {
-        rows: 50_000,
-        files: 1,
-        row_group_rows: 10_000,
-        seed: 16,
-    }
-    .write(dir.path());
+    let files = Taxi::rows(50_000)
+        .row_groups(10_000)
+        .seed(16)
+        .write(dir.path());
     let source = open(&files);
     let topic = unique_name("producer_keyed");
     let file = files[0].display().to_string();
     let run = produce_cli(
-        &[
-            "--brokers",
-            &brokers,
-            "--topic",
-            &topic,
-            "--partitions",
-            "4",
-            "--key-column",
-            "PULocationID",
-            &file,
-        ],
+        &brokers,
+        &topic,
+        "4",
+        &["--key-column", "PULocationID", &file],
         CLI_LIMIT,
     );
     assert_ok(&run, &file);
@@ -807,27 +718,17 @@ fn key_column_keeps_equal_keys_in_one_partition() {
 fn oversized_row_is_an_error_naming_the_source() {
     let brokers = kafka_brokers();
     let dir = tempfile::tempdir().expect("tempdir");
-    let files = Taxi {
-        rows: 20_000,
-        files: 1,
-        row_group_rows: 5_000,
-        seed: 17,
-    }
-    .write(dir.path());
+    let files = Taxi::rows(20_000)
+        .row_groups(5_000)
+        .seed(17)
+        .write(dir.path());
     let topic = unique_name("producer_oversized");
     let file = files[0].display().to_string();
     let run = produce_cli(
-        &[
-            "--brokers",
-            &brokers,
-            "--topic",
-            &topic,
-            "--partitions",
-            "1",
-            "--max-message-bytes",
-            "1024",
-            &file,
-        ],
+        &brokers,
+        &topic,
+        "1",
+        &["--max-message-bytes", "1024", &file],
         CLI_LIMIT,
     );
     assert!(
@@ -854,13 +755,11 @@ fn oversized_row_is_an_error_naming_the_source() {
 fn stop_mid_run_leaves_an_exact_prefix() {
     let brokers = kafka_brokers();
     let dir = tempfile::tempdir().expect("tempdir");
-    let files = Taxi {
-        rows: 600_000,
-        files: 2,
-        row_group_rows: 50_000,
-        seed: 18,
-    }
-    .write(dir.path());
+    let files = Taxi::rows(600_000)
+        .files(2)
+        .row_groups(50_000)
+        .seed(18)
+        .write(dir.path());
     let source = Arc::new(open(&files));
     let topic = unique_name("producer_stop");
     create_topic(&brokers, &topic, 2);
@@ -973,13 +872,10 @@ fn stop_mid_run_leaves_an_exact_prefix() {
 fn every_compression_combination_round_trips() {
     let brokers = kafka_brokers();
     let dir = tempfile::tempdir().expect("tempdir");
-    let files = Taxi {
-        rows: 20_000,
-        files: 1,
-        row_group_rows: 10_000,
-        seed: 19,
-    }
-    .write(dir.path());
+    let files = Taxi::rows(20_000)
+        .row_groups(10_000)
+        .seed(19)
+        .write(dir.path());
     let source = open(&files);
     let file = files[0].display().to_string();
     let mut combos = Vec::new();
@@ -991,13 +887,10 @@ fn every_compression_combination_round_trips() {
     let sizes = parallel(&combos, |(ipc, kafka)| {
         let topic = unique_name("producer_codec");
         let run = produce_cli(
+            &brokers,
+            &topic,
+            "1",
             &[
-                "--brokers",
-                &brokers,
-                "--topic",
-                &topic,
-                "--partitions",
-                "1",
                 "--compression",
                 ipc,
                 "--kafka-compression",
@@ -1051,13 +944,10 @@ fn every_compression_combination_round_trips() {
 fn columns_selects_and_orders_columns() {
     let brokers = kafka_brokers();
     let dir = tempfile::tempdir().expect("tempdir");
-    let files = Taxi {
-        rows: 10_000,
-        files: 1,
-        row_group_rows: 5_000,
-        seed: 20,
-    }
-    .write(dir.path());
+    let files = Taxi::rows(10_000)
+        .row_groups(5_000)
+        .seed(20)
+        .write(dir.path());
     let columns = vec![
         "trip_distance".to_string(),
         "VendorID".to_string(),
@@ -1074,17 +964,10 @@ fn columns_selects_and_orders_columns() {
     let topic = unique_name("producer_columns");
     let file = files[0].display().to_string();
     let run = produce_cli(
-        &[
-            "--brokers",
-            &brokers,
-            "--topic",
-            &topic,
-            "--partitions",
-            "1",
-            "--columns",
-            &columns.join(","),
-            &file,
-        ],
+        &brokers,
+        &topic,
+        "1",
+        &["--columns", &columns.join(","), &file],
         CLI_LIMIT,
     );
     assert_ok(&run, &file);
@@ -1119,13 +1002,10 @@ fn broker_dying_mid_run_is_a_delivery_error_not_a_hang() {
     .expect("start a private tansu");
     let brokers = services.endpoints().brokers.clone().expect("brokers");
     let dir = tempfile::tempdir().expect("tempdir");
-    let files = Taxi {
-        rows: 600_000,
-        files: 1,
-        row_group_rows: 50_000,
-        seed: 21,
-    }
-    .write(dir.path());
+    let files = Taxi::rows(600_000)
+        .row_groups(50_000)
+        .seed(21)
+        .write(dir.path());
     let source = Arc::new(open(&files));
     let topic = unique_name("producer_dying");
     create_topic(&brokers, &topic, 2);
@@ -1206,23 +1086,17 @@ fn broker_dying_mid_run_is_a_delivery_error_not_a_hang() {
 fn json_rows_with_key_column_keeps_equal_keys_in_one_partition() {
     let brokers = kafka_brokers();
     let dir = tempfile::tempdir().expect("tempdir");
-    let files = Taxi {
-        rows: 5_000,
-        files: 1,
-        row_group_rows: 2_000,
-        seed: 22,
-    }
-    .write(dir.path());
+    let files = Taxi::rows(5_000)
+        .row_groups(2_000)
+        .seed(22)
+        .write(dir.path());
     let topic = unique_name("producer_json_keyed");
     let file = files[0].display().to_string();
     let run = produce_cli(
+        &brokers,
+        &topic,
+        "3",
         &[
-            "--brokers",
-            &brokers,
-            "--topic",
-            &topic,
-            "--partitions",
-            "3",
             "--format",
             "json-rows",
             "--key-column",

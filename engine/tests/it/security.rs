@@ -57,6 +57,29 @@ fn assert_ok(r: &Run) {
     );
 }
 
+/// Fails unless the run failed within 45 s with a final error naming `broker`.
+fn assert_refused_naming(r: &Run, broker: &str) {
+    eprintln!("security: {} failed after {:?}", r.name, r.elapsed);
+    assert!(!r.status.success(), "{} should fail:\n{}", r.name, r.output);
+    let last = r
+        .output
+        .lines()
+        .rfind(|l| l.starts_with("error:"))
+        .unwrap_or("");
+    assert!(
+        last.contains(broker),
+        "{}: the final error names the broker {broker}:\n{}",
+        r.name,
+        r.output
+    );
+    assert!(
+        r.elapsed < Duration::from_secs(45),
+        "{}: took {:?}",
+        r.name,
+        r.elapsed
+    );
+}
+
 /// One Parquet file of `rows` generated taxi rows.
 fn taxi_file(dir: &Path, rows: u64) -> PathBuf {
     let files = Taxi::rows(rows)
@@ -265,26 +288,7 @@ fn kafka_tls_refuses_an_unknown_ca_and_plaintext_clients_quickly() {
         limit,
     );
     for r in [&wrong_ca, &plaintext] {
-        eprintln!("security: {} failed after {:?}", r.name, r.elapsed);
-        assert!(!r.status.success(), "{} should fail:\n{}", r.name, r.output);
-        let last = r
-            .output
-            .lines()
-            .rfind(|l| l.starts_with("error:"))
-            .unwrap_or("");
-        assert!(
-            last.contains(&tls.brokers),
-            "{}: the final error names the broker {}:\n{}",
-            r.name,
-            tls.brokers,
-            r.output
-        );
-        assert!(
-            r.elapsed < Duration::from_secs(45),
-            "{}: took {:?}",
-            r.name,
-            r.elapsed
-        );
+        assert_refused_naming(r, &tls.brokers);
     }
     let lower = wrong_ca.output.to_lowercase();
     assert!(
@@ -352,25 +356,7 @@ fn kafka_mutual_tls_sends_the_client_certificate_with_its_key_password() {
         t,
     );
     for r in [&other, &wrong_pw] {
-        eprintln!("security: {} failed after {:?}", r.name, r.elapsed);
-        assert!(!r.status.success(), "{} should fail:\n{}", r.name, r.output);
-        let last = r
-            .output
-            .lines()
-            .rfind(|l| l.starts_with("error:"))
-            .unwrap_or("");
-        assert!(
-            last.contains(&tls.brokers),
-            "{}: names the broker:\n{}",
-            r.name,
-            r.output
-        );
-        assert!(
-            r.elapsed < Duration::from_secs(45),
-            "{}: took {:?}",
-            r.name,
-            r.elapsed
-        );
+        assert_refused_naming(r, &tls.brokers);
     }
     assert!(
         wrong_pw.output.to_lowercase().contains("ssl.key.location")
