@@ -53,7 +53,6 @@ pub fn velostream() -> Cmd {
             ("VELOSTREAM_QUIET".into(), "1".into()),
             ("NO_COLOR".into(), "1".into()),
         ],
-        dir: None,
         timeout: DEFAULT_TIMEOUT,
     }
 }
@@ -75,7 +74,6 @@ pub fn removed_variables(vars: impl IntoIterator<Item = (OsString, OsString)>) -
 pub struct Cmd {
     args: Vec<OsString>,
     envs: Vec<(OsString, OsString)>,
-    dir: Option<PathBuf>,
     timeout: Duration,
 }
 
@@ -114,21 +112,10 @@ impl Cmd {
         vars.into_iter().fold(self, |cmd, (k, v)| cmd.env(k, v))
     }
 
-    /// Runs the binary in `dir` (default: the test process's directory).
-    pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Cmd {
-        self.dir = Some(dir.as_ref().to_path_buf());
-        self
-    }
-
     /// The time limit of [`Cmd::run`] (default [`DEFAULT_TIMEOUT`]).
     pub fn timeout(mut self, limit: Duration) -> Cmd {
         self.timeout = limit;
         self
-    }
-
-    /// The arguments so far.
-    pub fn get_args(&self) -> &[OsString] {
-        &self.args
     }
 
     /// `velostream ARGS…` quoted as a shell would need it, with the
@@ -164,9 +151,6 @@ impl Cmd {
         }
         for (k, v) in &self.envs {
             cmd.env(k, v);
-        }
-        if let Some(dir) = &self.dir {
-            cmd.current_dir(dir);
         }
         cmd
     }
@@ -301,14 +285,6 @@ impl Output {
         format!("{}{}", self.stdout, self.stderr)
     }
 
-    /// The last `error: …` line of stderr ("" if none).
-    pub fn error_line(&self) -> &str {
-        self.stderr
-            .lines()
-            .rfind(|l| l.starts_with("error:"))
-            .unwrap_or("")
-    }
-
     /// Command line, exit status, time, stdout and stderr, for failure messages.
     pub fn describe(&self) -> String {
         format!(
@@ -332,11 +308,6 @@ impl Running {
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
-    }
-
-    /// The log file.
-    pub fn log_path(&self) -> &Path {
-        &self.log
     }
 
     /// Everything logged so far, without colour sequences.

@@ -81,7 +81,6 @@ impl Taxi {
         let batches = read_all(&source, 65_536).expect("reading taxi data");
         TaxiData {
             _dir: dir,
-            files,
             source,
             batches,
         }
@@ -92,8 +91,6 @@ impl Taxi {
 #[derive(Debug)]
 pub struct TaxiData {
     _dir: tempfile::TempDir,
-    /// The Parquet files.
-    pub files: Vec<PathBuf>,
     /// The files opened as a source.
     pub source: Arc<ParquetSource>,
     /// Every row, in file and row-group order.

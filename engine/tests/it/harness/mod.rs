@@ -22,7 +22,6 @@
 //! use (`harness::kafka_brokers()`, `clickhouse_url()`, `prometheus_url()`,
 //! `unique_name()`, `create_topic()`, `TestDb`, `ch_query()`); the rest is
 //! reached through its file (`harness::cmd::velostream()`, …).
-#![allow(dead_code)] // each test module uses a different subset
 
 pub mod clickhouse;
 pub mod cmd;
