@@ -240,7 +240,7 @@ fn the_command_builder_removes_what_the_binary_would_read() {
         ("VELOSTREAM_CLICKHOUSE_PASSWORD", "x"),
         ("VELOSTREAM_TEST_BROKERS", "127.0.0.1:1"),
         ("NO_COLOR", "1"),
-        ("HOME", "/root"),
+        ("HOME", "/home/tester"),
         ("PATH", "/usr/bin"),
     ]
     .map(|(k, v)| (k.into(), v.into()));
