@@ -127,7 +127,6 @@ fn status_json(args: &[&str]) -> serde_json::Value {
 
 #[test]
 fn lag_and_rows_are_right_where_tansus_listed_watermark_is_wrong() {
-    crate::require_services!(Kafka);
     let brokers = harness::kafka_brokers();
     let topic = harness::unique_name("status_wm");
     let group = harness::unique_name("status_g");
@@ -230,7 +229,6 @@ impl Drop for Running {
 
 #[test]
 fn wait_drained_follows_a_running_consumer_into_clickhouse() {
-    crate::require_services!(Kafka, ClickHouse);
     let brokers = harness::kafka_brokers();
     let url = harness::clickhouse_url();
     let db = harness::TestDb::new();
