@@ -18,4 +18,5 @@ mod source_discover;
 mod source_fixtures;
 mod source_schema;
 mod source_testdata;
+mod type_matrix;
 mod verify;
