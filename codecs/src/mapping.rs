@@ -284,54 +284,8 @@ fn base_type(field: &Field, ctx: Ctx<'_>) -> Result<ChType> {
         DataType::List(inner) | DataType::LargeList(inner) | DataType::FixedSizeList(inner, _) => {
             ChType::Array(Box::new(field_type(inner, ctx.nested())?))
         }
-        DataType::Struct(children) => {
-            if children.is_empty() {
-                return refuse("a struct without fields has no ClickHouse equivalent");
-            }
-            let named = caps.nested_tuples || !ctx.in_array;
-            let mut elements = Vec::with_capacity(children.len());
-            for (i, child) in children.iter().enumerate() {
-                if children[..i].iter().any(|c| c.name() == child.name()) {
-                    return refuse(&format!("duplicate struct field name {:?}", child.name()));
-                }
-                let mut ty = field_type(child, ctx)?;
-                if field.is_nullable() {
-                    ty = make_nullable(ty);
-                }
-                elements.push(TupleElement {
-                    name: (named && !child.name().is_empty()).then(|| child.name().clone()),
-                    ty,
-                });
-            }
-            if named && elements.iter().any(|e| e.name.is_none()) {
-                elements.iter_mut().for_each(|e| e.name = None);
-            }
-            ChType::Tuple(elements)
-        }
-        DataType::Map(entries, _) => {
-            if !caps.map_type {
-                return refuse(
-                    "this server has no Map type (ClickHouse 21.8+ has): split it with \
-                     map_keys()/map_values() in a SQL transform (--transform), or create the table \
-                     yourself with the columns <name>.key Array(K) and <name>.value Array(V), \
-                     which VeloStream fills",
-                );
-            }
-            let DataType::Struct(kv) = entries.data_type() else {
-                return refuse("malformed map type");
-            };
-            if kv.len() != 2 {
-                return refuse("malformed map type");
-            }
-            let key = base_type(&kv[0], ctx.nested())?;
-            if !map_key_allowed(&key) {
-                return refuse(&format!(
-                    "ClickHouse Map keys cannot be {key}; {TRANSFORM_HINT}, e.g. cast the keys to strings"
-                ));
-            }
-            let value = field_type(&kv[1], ctx.nested())?;
-            ChType::Map(Box::new(key), Box::new(value))
-        }
+        DataType::Struct(children) => struct_type(field, children, ctx)?,
+        DataType::Map(entries, _) => map_type(field, entries, ctx)?,
         DataType::Null => {
             return refuse(
                 "a column of the Arrow Null type has no value type: create the table yourself with a \
@@ -346,6 +300,59 @@ fn base_type(field: &Field, ctx: Ctx<'_>) -> Result<ChType> {
         }
         _ => return refuse(TRANSFORM_HINT),
     })
+}
+
+/// `Struct` → `Tuple`, element names kept where the server accepts them; a
+/// nullable struct makes its elements nullable.
+fn struct_type(field: &Field, children: &arrow_schema::Fields, ctx: Ctx<'_>) -> Result<ChType> {
+    let refuse = |hint: &str| Err(unsupported(ctx.top, field.data_type(), hint));
+    if children.is_empty() {
+        return refuse("a struct without fields has no ClickHouse equivalent");
+    }
+    let named = ctx.caps.nested_tuples || !ctx.in_array;
+    let mut elements = Vec::with_capacity(children.len());
+    for (i, child) in children.iter().enumerate() {
+        if children[..i].iter().any(|c| c.name() == child.name()) {
+            return refuse(&format!("duplicate struct field name {:?}", child.name()));
+        }
+        let mut ty = field_type(child, ctx)?;
+        if field.is_nullable() {
+            ty = make_nullable(ty);
+        }
+        elements.push(TupleElement {
+            name: (named && !child.name().is_empty()).then(|| child.name().clone()),
+            ty,
+        });
+    }
+    if named && elements.iter().any(|e| e.name.is_none()) {
+        elements.iter_mut().for_each(|e| e.name = None);
+    }
+    Ok(ChType::Tuple(elements))
+}
+
+/// `Map` → `Map(K, V)` where the server has it and the key type is allowed.
+fn map_type(field: &Field, entries: &Field, ctx: Ctx<'_>) -> Result<ChType> {
+    let refuse = |hint: &str| Err(unsupported(ctx.top, field.data_type(), hint));
+    if !ctx.caps.map_type {
+        return refuse(
+            "this server has no Map type (ClickHouse 21.8+ has): split it with \
+             map_keys()/map_values() in a SQL transform (--transform), or create the table \
+             yourself with the columns <name>.key Array(K) and <name>.value Array(V), \
+             which VeloStream fills",
+        );
+    }
+    let kv = match entries.data_type() {
+        DataType::Struct(kv) if kv.len() == 2 => kv,
+        _ => return refuse("malformed map type"),
+    };
+    let key = base_type(&kv[0], ctx.nested())?;
+    if !map_key_allowed(&key) {
+        return refuse(&format!(
+            "ClickHouse Map keys cannot be {key}; {TRANSFORM_HINT}, e.g. cast the keys to strings"
+        ));
+    }
+    let value = field_type(&kv[1], ctx.nested())?;
+    Ok(ChType::Map(Box::new(key), Box::new(value)))
 }
 
 /// Key types ClickHouse accepts in `Map(K, V)`.

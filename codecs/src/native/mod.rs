@@ -69,6 +69,40 @@ fn nested_fields(dt: &DataType) -> Fields {
     }
 }
 
+/// Input columns (or struct fields of flattened list columns) that no table
+/// column takes: their values would be lost, so each is a problem.
+fn unused_inputs(schema: &Schema, used: &[bool], elements: &[Vec<usize>]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let extra: Vec<&str> = schema
+        .fields()
+        .iter()
+        .zip(used)
+        .filter(|(_, used)| !**used)
+        .map(|(f, _)| f.name().as_str())
+        .collect();
+    if !extra.is_empty() {
+        problems.push(format!(
+            "input columns that the table does not have: {extra:?}"
+        ));
+    }
+    for (f, filled) in schema.fields().iter().zip(elements) {
+        if filled.is_empty() {
+            continue;
+        }
+        for (i, child) in nested_fields(f.data_type()).iter().enumerate() {
+            if !filled.contains(&i) {
+                problems.push(format!(
+                    "input column {:?}: struct field {:?} has no table column {:?}",
+                    f.name(),
+                    child.name(),
+                    format!("{}.{}", f.name(), child.name())
+                ));
+            }
+        }
+    }
+    problems
+}
+
 /// `(input column, struct field index)` for a flattened table column
 /// `col.field` (or `col.N`, 1-based), when the input has a list-of-struct
 /// or map column `col` with that field. Column names may contain dots
@@ -147,33 +181,7 @@ impl NativeEncoder {
         if !missing.is_empty() {
             problems.push(format!("table columns missing from the input: {missing:?}"));
         }
-        let extra: Vec<&str> = schema
-            .fields()
-            .iter()
-            .zip(&used)
-            .filter(|(_, used)| !**used)
-            .map(|(f, _)| f.name().as_str())
-            .collect();
-        if !extra.is_empty() {
-            problems.push(format!(
-                "input columns that the table does not have: {extra:?}"
-            ));
-        }
-        for (f, filled) in schema.fields().iter().zip(&elements) {
-            if filled.is_empty() {
-                continue;
-            }
-            for (i, child) in nested_fields(f.data_type()).iter().enumerate() {
-                if !filled.contains(&i) {
-                    problems.push(format!(
-                        "input column {:?}: struct field {:?} has no table column {:?}",
-                        f.name(),
-                        child.name(),
-                        format!("{}.{}", f.name(), child.name())
-                    ));
-                }
-            }
-        }
+        problems.extend(unused_inputs(schema, &used, &elements));
         if !problems.is_empty() {
             return Err(CodecError::SchemaMismatch(problems.join("; ")));
         }
