@@ -1,6 +1,7 @@
 //! The one integration-test binary of the engine. Each area adds its module
 //! here; `harness` holds the shared service helpers.
 
+mod airflow_dags;
 mod clickhouse_client;
 mod consumer;
 mod dashboard;
@@ -11,6 +12,7 @@ mod infra_files;
 mod ipc_pyarrow;
 mod native_chdb;
 mod native_clickhouse;
+mod packaging;
 mod producer;
 mod reliability;
 mod security;
@@ -18,5 +20,6 @@ mod source_discover;
 mod source_fixtures;
 mod source_schema;
 mod source_testdata;
+mod status_cli;
 mod type_matrix;
 mod verify;
