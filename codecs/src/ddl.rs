@@ -84,6 +84,13 @@ impl CreateTable<'_> {
     /// Renders the statement. Refuses empty or duplicate column names, an
     /// empty column list, and sorting keys that are not columns.
     pub fn to_sql(&self) -> Result<String> {
+        self.to_sql_with_comments(&[])
+    }
+
+    /// Like [`CreateTable::to_sql`], with `COMMENT '...'` on the columns
+    /// named in `comments` (`(column, comment)`, for example from
+    /// `mapping::table_comments`); comments for other names are ignored.
+    pub fn to_sql_with_comments(&self, comments: &[(String, String)]) -> Result<String> {
         let table = qualified_table(self.database, self.table)?;
         if self.columns.is_empty() {
             return Err(CodecError::SchemaMismatch(format!(
@@ -108,7 +115,12 @@ impl CreateTable<'_> {
                 reason: format!("invalid ClickHouse type {ty}: {reason}"),
             })?;
             let sep = if i + 1 < self.columns.len() { "," } else { "" };
-            let _ = writeln!(sql, "    {} {ty}{sep}", quote_ident(name)?);
+            let comment = comments
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, c)| format!(" COMMENT {}", quote_string(c)))
+                .unwrap_or_default();
+            let _ = writeln!(sql, "    {} {ty}{comment}{sep}", quote_ident(name)?);
         }
         sql.push_str(")\nENGINE = MergeTree\nORDER BY ");
         if self.order_by.is_empty() {
@@ -219,6 +231,19 @@ mod tests {
             .to_sql()
             .unwrap()
             .ends_with("ORDER BY (`id`, `we\\`ird\\nname`)"));
+        let comments = vec![
+            (
+                "id".to_string(),
+                "Arrow time64[ns]: it's nanoseconds".to_string(),
+            ),
+            ("absent".to_string(), "ignored".to_string()),
+        ];
+        let sql = ct.to_sql_with_comments(&comments).unwrap();
+        assert!(
+            sql.contains("`id` UInt64 COMMENT 'Arrow time64[ns]: it\\'s nanoseconds',\n"),
+            "{sql}"
+        );
+        assert!(!sql.contains("ignored"), "{sql}");
     }
 
     #[test]

@@ -72,7 +72,7 @@ pub async fn prepare(ch: &ClickHouse, cfg: &ConsumerConfig, schema: &Schema) -> 
                 order_by: &cfg.order_by,
                 if_not_exists: true,
             }
-            .to_sql()?;
+            .to_sql_with_comments(&mapping::table_comments(&batch_schema))?;
             ch.execute(&sql).await?;
             tracing::info!(table = %cfg.table, "created table");
             columns

@@ -26,4 +26,5 @@ mod source_discover;
 mod source_schema;
 mod source_testdata;
 mod status_cli;
+mod type_matrix;
 mod verify;
