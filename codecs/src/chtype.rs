@@ -63,6 +63,32 @@ pub enum ChType {
     Array(Box<ChType>),
     /// `LowCardinality(T)`
     LowCardinality(Box<ChType>),
+    /// `UUID`: 16 bytes, each 8-byte half stored as a little-endian UInt64
+    Uuid,
+    /// `Tuple(T1, T2)` or `Tuple(a T1, b T2)`: element names are optional
+    /// (all named or all unnamed)
+    Tuple(Vec<TupleElement>),
+    /// `Map(K, V)` (21.x+): stored as `Array(Tuple(K, V))`
+    Map(Box<ChType>, Box<ChType>),
+}
+
+/// One element of a `Tuple`: an optional name and a type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TupleElement {
+    /// The element name (`None` in unnamed tuples).
+    pub name: Option<String>,
+    /// The element type.
+    pub ty: ChType,
+}
+
+impl TupleElement {
+    /// An element named `name` (or unnamed when `None`) of type `ty`.
+    pub fn new(name: Option<&str>, ty: ChType) -> TupleElement {
+        TupleElement {
+            name: name.map(str::to_string),
+            ty,
+        }
+    }
 }
 
 /// Largest precision of a ClickHouse `Decimal`.
@@ -107,29 +133,63 @@ impl ChType {
             ChType::DateTime(_) => 4,
             ChType::Int64 | ChType::UInt64 | ChType::Float64 | ChType::DateTime64(..) => 8,
             ChType::FixedString(n) => *n,
+            ChType::Uuid => 16,
             ChType::Decimal { precision, .. } => decimal_width(*precision),
             _ => return None,
         })
     }
 
     /// Checks the nesting rules ClickHouse enforces: no `Nullable` around
-    /// `Nullable`, `Array` or `LowCardinality`; `LowCardinality` only around
-    /// scalars or `Nullable` scalars; precisions within range.
+    /// `Nullable`, `Array`, `LowCardinality`, `Tuple` or `Map`;
+    /// `LowCardinality` only around scalars or `Nullable` scalars; `Map` keys
+    /// not `Nullable`; tuple elements all named or all unnamed, names unique;
+    /// precisions within range.
     pub fn validate(&self) -> std::result::Result<(), String> {
         match self {
             ChType::Nullable(inner) => match **inner {
-                ChType::Nullable(_) | ChType::Array(_) | ChType::LowCardinality(_) => {
-                    Err(format!("Nullable cannot contain {inner}"))
-                }
+                ChType::Nullable(_)
+                | ChType::Array(_)
+                | ChType::LowCardinality(_)
+                | ChType::Tuple(_)
+                | ChType::Map(..) => Err(format!("Nullable cannot contain {inner}")),
                 _ => inner.validate(),
             },
             ChType::LowCardinality(inner) => match &**inner {
-                ChType::Array(_) | ChType::LowCardinality(_) => {
-                    Err(format!("LowCardinality cannot contain {inner}"))
-                }
+                ChType::Array(_)
+                | ChType::LowCardinality(_)
+                | ChType::Tuple(_)
+                | ChType::Map(..) => Err(format!("LowCardinality cannot contain {inner}")),
                 _ => inner.validate(),
             },
             ChType::Array(inner) => inner.validate(),
+            ChType::Map(k, v) => {
+                if k.is_nullable() {
+                    return Err(format!("Map keys cannot be {k}"));
+                }
+                k.validate()?;
+                v.validate()
+            }
+            ChType::Tuple(elements) => {
+                if elements.is_empty() {
+                    return Err("Tuple needs at least one element".into());
+                }
+                let named = elements.iter().filter(|e| e.name.is_some()).count();
+                if named != 0 && named != elements.len() {
+                    return Err("Tuple elements must be all named or all unnamed".into());
+                }
+                for (i, e) in elements.iter().enumerate() {
+                    if let Some(n) = &e.name {
+                        if n.is_empty() {
+                            return Err("Tuple element names must not be empty".into());
+                        }
+                        if elements[..i].iter().any(|o| o.name.as_ref() == Some(n)) {
+                            return Err(format!("duplicate Tuple element name {n:?}"));
+                        }
+                    }
+                    e.ty.validate()?;
+                }
+                Ok(())
+            }
             ChType::FixedString(0) => Err("FixedString length must be at least 1".into()),
             ChType::DateTime64(p, _) if *p > MAX_DATETIME64_PRECISION => Err(format!(
                 "DateTime64 precision {p} exceeds {MAX_DATETIME64_PRECISION}"
@@ -190,6 +250,40 @@ impl fmt::Display for ChType {
             ChType::Nullable(t) => write!(f, "Nullable({t})"),
             ChType::Array(t) => write!(f, "Array({t})"),
             ChType::LowCardinality(t) => write!(f, "LowCardinality({t})"),
+            ChType::Uuid => f.write_str("UUID"),
+            ChType::Map(k, v) => write!(f, "Map({k}, {v})"),
+            ChType::Tuple(elements) => {
+                f.write_str("Tuple(")?;
+                for (i, e) in elements.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    if let Some(n) = &e.name {
+                        write_element_name(f, n)?;
+                        f.write_str(" ")?;
+                    }
+                    write!(f, "{}", e.ty)?;
+                }
+                f.write_str(")")
+            }
+        }
+    }
+}
+
+/// A tuple element name: bare when it is a plain identifier, else quoted
+/// with backticks (as modern servers print it).
+fn write_element_name(f: &mut fmt::Formatter<'_>, name: &str) -> fmt::Result {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if plain {
+        f.write_str(name)
+    } else {
+        match crate::ddl::quote_ident(name) {
+            Ok(q) => f.write_str(&q),
+            Err(_) => f.write_str("``"),
         }
     }
 }
@@ -334,6 +428,65 @@ impl Parser<'_> {
         Ok(t)
     }
 
+    /// A backquoted identifier (backslash escapes, as `quote_ident` writes).
+    fn backquoted(&mut self) -> PResult<String> {
+        self.expect('`')?;
+        let mut out = String::new();
+        let mut chars = self.rest().char_indices();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '`' => {
+                    self.pos += i + 1;
+                    return Ok(out);
+                }
+                '\\' => match chars.next() {
+                    Some((_, 'n')) => out.push('\n'),
+                    Some((_, 't')) => out.push('\t'),
+                    Some((_, 'r')) => out.push('\r'),
+                    Some((_, '0')) => out.push('\0'),
+                    Some((_, 'x')) => {
+                        let hex: String = chars.by_ref().take(2).map(|(_, c)| c).collect();
+                        let v = u8::from_str_radix(&hex, 16)
+                            .map_err(|_| format!("bad \\x escape in identifier: {hex:?}"))?;
+                        out.push(char::from(v));
+                    }
+                    Some((_, e)) => out.push(e),
+                    None => break,
+                },
+                c => out.push(c),
+            }
+        }
+        Err(format!(
+            "unterminated identifier starting at byte {}",
+            self.pos - 1
+        ))
+    }
+
+    /// A tuple element: `Type`, `name Type` or `` `name` Type ``.
+    fn tuple_element(&mut self) -> PResult<TupleElement> {
+        if self.peek() == Some('`') {
+            let name = self.backquoted()?;
+            return Ok(TupleElement {
+                name: Some(name),
+                ty: self.parse_type()?,
+            });
+        }
+        let start = self.pos;
+        let word = self.ident()?.to_string();
+        // `Int32,` / `Int32)` / `Nullable(`: the word was the type itself.
+        if matches!(self.peek(), Some(',') | Some(')') | Some('(') | None) {
+            self.pos = start;
+            return Ok(TupleElement {
+                name: None,
+                ty: self.parse_type()?,
+            });
+        }
+        Ok(TupleElement {
+            name: Some(word),
+            ty: self.parse_type()?,
+        })
+    }
+
     fn parse_type(&mut self) -> PResult<ChType> {
         let start = self.pos;
         let name = self.ident()?;
@@ -352,6 +505,7 @@ impl Parser<'_> {
             "String" => Some(ChType::String),
             "Date" => Some(ChType::Date),
             "Date32" => Some(ChType::Date32),
+            "UUID" => Some(ChType::Uuid),
             _ => None,
         };
         if let Some(t) = simple {
@@ -419,6 +573,24 @@ impl Parser<'_> {
             "Nullable" => ChType::Nullable(Box::new(self.inner_type()?)),
             "Array" => ChType::Array(Box::new(self.inner_type()?)),
             "LowCardinality" => ChType::LowCardinality(Box::new(self.inner_type()?)),
+            "Map" => {
+                self.expect('(')?;
+                let k = self.parse_type()?;
+                self.expect(',')?;
+                let v = self.parse_type()?;
+                self.expect(')')?;
+                ChType::Map(Box::new(k), Box::new(v))
+            }
+            "Tuple" => {
+                self.expect('(')?;
+                let mut elements = vec![self.tuple_element()?];
+                while self.peek() == Some(',') {
+                    self.expect(',')?;
+                    elements.push(self.tuple_element()?);
+                }
+                self.expect(')')?;
+                ChType::Tuple(elements)
+            }
             other => {
                 return Err(format!(
                     "unknown or unsupported type {other:?} at byte {start}"
@@ -564,7 +736,7 @@ mod tests {
         assert!(err("Int32 x").contains("trailing"));
         assert!(err("Int").contains("unknown or unsupported type \"Int\""));
         assert!(err("int32").contains("unknown"));
-        assert!(err("Map(String, Int32)").contains("unknown or unsupported type \"Map\""));
+        assert!(err("Enum8('a' = 1)").contains("unknown or unsupported type \"Enum8\""));
         assert!(err("Array(").contains("end of input"));
         assert!(err("Array()").contains("expected a type name"));
         assert!(err("Array(Int8").contains("expected ')'"));
@@ -573,6 +745,50 @@ mod tests {
         assert!(err("(Int8)").contains("expected a type name"));
         assert!(err("Decimal(99999999999999999999999, 1)").contains("bad number"));
         assert!(err("DateTime('\\x')").contains("\\x escape"));
+    }
+
+    #[test]
+    fn tuples_maps_uuids() {
+        let named = p("Tuple(a Int32, b Nullable(String))");
+        assert_eq!(
+            named,
+            Tuple(vec![
+                TupleElement::new(Some("a"), Int32),
+                TupleElement::new(Some("b"), Nullable(Box::new(String))),
+            ])
+        );
+        assert_eq!(named.to_string(), "Tuple(a Int32, b Nullable(String))");
+        let unnamed = p("Tuple(Int32, Array(Tuple(Int8, String)))");
+        assert_eq!(
+            unnamed.to_string(),
+            "Tuple(Int32, Array(Tuple(Int8, String)))"
+        );
+        // Names that are not plain identifiers are backquoted and read back.
+        let odd = Tuple(vec![
+            TupleElement::new(Some("a b`c"), UInt8),
+            TupleElement::new(Some("String"), String),
+        ]);
+        assert_eq!(odd.to_string(), "Tuple(`a b\\`c` UInt8, String String)");
+        assert_eq!(p(&odd.to_string()), odd);
+        // Modern servers print long tuples over several lines.
+        assert_eq!(
+            p("Tuple(\n    a Int32,\n    b String)").to_string(),
+            "Tuple(a Int32, b String)"
+        );
+        let m = p("Map(String, Nullable(Int64))");
+        assert_eq!(
+            m,
+            Map(Box::new(String), Box::new(Nullable(Box::new(Int64))))
+        );
+        assert_eq!(m.to_string(), "Map(String, Nullable(Int64))");
+        assert_eq!(p("UUID"), Uuid);
+        assert_eq!(Uuid.fixed_width(), Some(16));
+        assert!(err("Tuple()").contains("expected a type name"));
+        assert!(err("Tuple(a Int8, Int8)").contains("all named or all unnamed"));
+        assert!(err("Tuple(a Int8, a Int8)").contains("duplicate Tuple element name"));
+        assert!(err("Nullable(Tuple(Int8))").contains("Nullable cannot contain"));
+        assert!(err("Map(Nullable(String), Int8)").contains("Map keys cannot be"));
+        assert!(err("Map(String)").contains("expected ','"));
     }
 
     #[test]

@@ -95,11 +95,18 @@ impl CreateTable<'_> {
     /// duplicate column names, an empty column list, and sorting keys that
     /// are not columns.
     pub fn to_sql(&self) -> Result<String> {
-        self.to_sql_with(&TableEngine::MergeTree)
+        self.render(&TableEngine::MergeTree, &[])
     }
 
-    /// Renders the statement with `engine`.
-    pub fn to_sql_with(&self, engine: &TableEngine) -> Result<String> {
+    /// Like [`CreateTable::to_sql`], with `COMMENT '...'` on the columns
+    /// named in `comments` (`(column, comment)`, for example from
+    /// `mapping::table_comments`); comments for other names are ignored.
+    pub fn to_sql_with_comments(&self, comments: &[(String, String)]) -> Result<String> {
+        self.render(&TableEngine::MergeTree, comments)
+    }
+
+    /// The statement with `engine` and column `comments`.
+    pub fn render(&self, engine: &TableEngine, comments: &[(String, String)]) -> Result<String> {
         let table = qualified_table(self.database, self.table)?;
         if self.columns.is_empty() {
             return Err(CodecError::SchemaMismatch(format!(
@@ -124,7 +131,12 @@ impl CreateTable<'_> {
                 reason: format!("invalid ClickHouse type {ty}: {reason}"),
             })?;
             let sep = if i + 1 < self.columns.len() { "," } else { "" };
-            let _ = writeln!(sql, "    {} {ty}{sep}", quote_ident(name)?);
+            let comment = comments
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, c)| format!(" COMMENT {}", quote_string(c)))
+                .unwrap_or_default();
+            let _ = writeln!(sql, "    {} {ty}{comment}{sep}", quote_ident(name)?);
         }
         match engine {
             TableEngine::MergeTree => sql.push_str(")\nENGINE = MergeTree\nORDER BY "),
@@ -203,7 +215,7 @@ mod tests {
             order_by: &[],
             if_not_exists: true,
         };
-        let sql = ct.to_sql_with(&TableEngine::ReplicatedMergeTree).unwrap();
+        let sql = ct.render(&TableEngine::ReplicatedMergeTree, &[]).unwrap();
         assert!(
             sql.contains(
                 "ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/d\\'b.t', '{replica}')"
@@ -212,7 +224,7 @@ mod tests {
         );
         assert_eq!(
             ct.to_sql().unwrap(),
-            ct.to_sql_with(&TableEngine::MergeTree).unwrap()
+            ct.render(&TableEngine::MergeTree, &[]).unwrap()
         );
         let d = create_distributed("velostream", "db", "t", "t_distributed").unwrap();
         assert_eq!(
@@ -304,6 +316,19 @@ mod tests {
             .to_sql()
             .unwrap()
             .ends_with("ORDER BY (`id`, `we\\`ird\\nname`)"));
+        let comments = vec![
+            (
+                "id".to_string(),
+                "Arrow time64[ns]: it's nanoseconds".to_string(),
+            ),
+            ("absent".to_string(), "ignored".to_string()),
+        ];
+        let sql = ct.to_sql_with_comments(&comments).unwrap();
+        assert!(
+            sql.contains("`id` UInt64 COMMENT 'Arrow time64[ns]: it\\'s nanoseconds',\n"),
+            "{sql}"
+        );
+        assert!(!sql.contains("ignored"), "{sql}");
     }
 
     #[test]

@@ -510,7 +510,7 @@ fn planning_reports_every_problem_at_once() {
 fn unsupported_arrow_types_name_the_column() {
     let schema = Schema::new(vec![Field::new(
         "st",
-        DataType::Struct(vec![Field::new("x", DataType::Int8, false)].into()),
+        DataType::Interval(arrow_schema::IntervalUnit::MonthDayNano),
         false,
     )]);
     let e = NativeEncoder::for_schema(&schema, ServerCaps::MODERN, MappingOptions::default())

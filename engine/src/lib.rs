@@ -18,5 +18,6 @@ pub mod metrics;
 pub mod producer;
 pub mod progress;
 pub mod source;
+pub mod status;
 
 pub use error::{Error, Result};

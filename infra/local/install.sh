@@ -12,6 +12,9 @@
 #   `tansu --version` does not already report 0.6.0. VELOSTREAM_TANSU_DEBUG=1
 #   builds it with --debug (about 6.5 min instead of 13 min on 2 cores).
 # - A project-local Python venv at <repo>/.venv with infra/local/requirements.txt.
+# - With --airflow only: Apache Airflow (infra/airflow/requirements.txt) in its
+#   own venv at <repo>/.venv-airflow, for the DAG tests (about 2 min, ~300 MB;
+#   the install time is printed). test.sh passes it, bench.sh does not.
 #
 # Needs root for apt-get (run as root or have sudo) and a Rust toolchain
 # (rustup, rustc >= 1.85) for tansu and for VeloStream itself.
@@ -21,6 +24,16 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 REQUIREMENTS="$REPO_ROOT/infra/local/requirements.txt"
 VENV="$REPO_ROOT/.venv"
 TANSU_VERSION="0.6.0"
+AIRFLOW=0
+for arg in "$@"; do
+    case "$arg" in
+        --airflow) AIRFLOW=1 ;;
+        *)
+            printf 'install.sh: unknown option %s (known: --airflow)\n' "$arg" >&2
+            exit 2
+            ;;
+    esac
+done
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 info() { printf '    %s\n' "$*" >&2; }
@@ -170,5 +183,26 @@ else
     info "ok       requirements installed"
 fi
 "$VENV/bin/python" -c 'import pyarrow, confluent_kafka, chdb' || die "venv imports failed (pyarrow, confluent_kafka, chdb)"
+
+# ------------------------------------------------------------ Airflow venv (--airflow)
+
+if ((AIRFLOW)); then
+    AIRFLOW_VENV="$REPO_ROOT/.venv-airflow"
+    AIRFLOW_REQUIREMENTS="$REPO_ROOT/infra/airflow/requirements.txt"
+    step "Apache Airflow venv $AIRFLOW_VENV (--airflow)"
+    [[ -f "$AIRFLOW_REQUIREMENTS" ]] || die "missing $AIRFLOW_REQUIREMENTS"
+    want="$(grep -m1 '^apache-airflow==' "$AIRFLOW_REQUIREMENTS")"
+    have="$([[ -x "$AIRFLOW_VENV/bin/python" ]] && "$AIRFLOW_VENV/bin/python" -m pip freeze 2>/dev/null | grep -ix "$want" || true)"
+    if [[ -n "$have" && -x "$AIRFLOW_VENV/bin/airflow" ]]; then
+        info "ok       $have"
+    else
+        t0=$SECONDS
+        [[ -x "$AIRFLOW_VENV/bin/python" ]] || python3 -m venv "$AIRFLOW_VENV"
+        "$AIRFLOW_VENV/bin/python" -m pip install --disable-pip-version-check -q -r "$AIRFLOW_REQUIREMENTS"
+        "$AIRFLOW_VENV/bin/python" -m pip freeze 2>/dev/null | grep -qix "$want" ||
+            die "pip install finished but $want is not installed in $AIRFLOW_VENV"
+        info "ok       $want installed in $((SECONDS - t0)) s ($(du -sh "$AIRFLOW_VENV" | cut -f1))"
+    fi
+fi
 
 step "done: clickhouse-server, prometheus, tansu $TANSU_VERSION and $VENV are ready"

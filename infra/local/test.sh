@@ -3,7 +3,8 @@
 #
 #   infra/local/test.sh
 #
-# 1. infra/local/install.sh (idempotent: services, tansu, Python venv)
+# 1. infra/local/install.sh --airflow (idempotent: services, tansu, Python venv,
+#    Apache Airflow venv for the DAG tests; prints its install time)
 # 2. cargo fmt --all -- --check
 # 3. cargo clippy --workspace --all-targets -- -D warnings
 # 4. docker-compose -f infra/docker-compose.yml config -q   (compose validation, no Docker engine needed)
@@ -24,8 +25,8 @@ export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 step() { printf '\n==> %s\n' "$*" >&2; }
 T0=$SECONDS
 
-step "install (infra/local/install.sh)"
-infra/local/install.sh >&2
+step "install (infra/local/install.sh --airflow)"
+infra/local/install.sh --airflow >&2
 
 step "cargo fmt --all -- --check"
 cargo fmt --all -- --check

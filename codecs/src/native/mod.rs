@@ -13,6 +13,10 @@
 //! - String: varint length + bytes per value; FixedString(N): N bytes;
 //! - Nullable(T): one byte per row (1 = NULL), then T for all rows;
 //! - Array(T): UInt64 end offset per row, then T for all elements;
+//! - Tuple(T1, T2, ...): T1 for all rows, then T2 for all rows, ...;
+//! - Map(K, V): exactly Array(Tuple(K, V));
+//! - UUID: two UInt64, the first and second 8 bytes of the RFC 4122 form
+//!   each reversed;
 //! - LowCardinality(String): a UInt64 version (1) in the state prefix (before
 //!   any array offsets), then UInt64 flags (key width | HasAdditionalKeys |
 //!   NeedUpdateDictionary), UInt64 dictionary size, the dictionary as
@@ -26,7 +30,7 @@ mod write;
 use std::sync::Arc;
 
 use arrow_array::{Array, RecordBatch};
-use arrow_schema::{DataType, Schema};
+use arrow_schema::{DataType, Fields, Schema};
 
 use crate::chtype::ChType;
 use crate::mapping::{table_columns, MappingOptions, ServerCaps};
@@ -52,13 +56,88 @@ pub struct NativeEncoder {
     columns: Vec<ColumnPlan>,
 }
 
+/// The struct fields of a list-of-struct or map column (none for others).
+fn nested_fields(dt: &DataType) -> Fields {
+    match dt {
+        DataType::Map(entries, _) => match entries.data_type() {
+            DataType::Struct(children) => children.clone(),
+            _ => Fields::empty(),
+        },
+        other => crate::mapping::struct_of_list(other)
+            .cloned()
+            .unwrap_or_else(Fields::empty),
+    }
+}
+
+/// Input columns (or struct fields of flattened list columns) that no table
+/// column takes: their values would be lost, so each is a problem.
+fn unused_inputs(schema: &Schema, used: &[bool], elements: &[Vec<usize>]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let extra: Vec<&str> = schema
+        .fields()
+        .iter()
+        .zip(used)
+        .filter(|(_, used)| !**used)
+        .map(|(f, _)| f.name().as_str())
+        .collect();
+    if !extra.is_empty() {
+        problems.push(format!(
+            "input columns that the table does not have: {extra:?}"
+        ));
+    }
+    for (f, filled) in schema.fields().iter().zip(elements) {
+        if filled.is_empty() {
+            continue;
+        }
+        for (i, child) in nested_fields(f.data_type()).iter().enumerate() {
+            if !filled.contains(&i) {
+                problems.push(format!(
+                    "input column {:?}: struct field {:?} has no table column {:?}",
+                    f.name(),
+                    child.name(),
+                    format!("{}.{}", f.name(), child.name())
+                ));
+            }
+        }
+    }
+    problems
+}
+
+/// `(input column, struct field index)` for a flattened table column
+/// `col.field` (or `col.N`, 1-based), when the input has a list-of-struct
+/// or map column `col` with that field. Column names may contain dots
+/// themselves, so every split point is tried.
+fn nested_element(schema: &Schema, name: &str) -> Option<(usize, usize)> {
+    name.match_indices('.').find_map(|(dot, _)| {
+        let (col, field) = (&name[..dot], &name[dot + 1..]);
+        let source = schema.index_of(col).ok()?;
+        let children = nested_fields(schema.field(source).data_type());
+        let index = children
+            .iter()
+            .position(|c| c.name() == field)
+            .or_else(|| {
+                field
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=children.len()).contains(n))
+                    .map(|n| n - 1)
+            })?;
+        Some((source, index))
+    })
+}
+
 impl NativeEncoder {
     /// Plans the encoding of batches with `schema` into the target table
     /// columns (matched by name); reports every missing, extra or
     /// incompatible column by name in one error.
+    ///
+    /// A table column `col.field` that the input does not have is filled
+    /// from field `field` (or the 1-based field number) of the structs in
+    /// the list (or map) column `col`: old servers store an
+    /// `Array(Tuple(...))` column that way. Every field of such a column
+    /// must then have its table column.
     pub fn new(schema: &Schema, target: &[(String, ChType)], opts: MappingOptions) -> Result<Self> {
         let mut problems = Vec::new();
-        let mut columns = Vec::with_capacity(target.len());
         for (i, f) in schema.fields().iter().enumerate() {
             if schema.fields()[..i].iter().any(|g| g.name() == f.name()) {
                 problems.push(format!("duplicate input column {:?}", f.name()));
@@ -69,40 +148,40 @@ impl NativeEncoder {
                 problems.push(format!("duplicate target column {name:?}"));
             }
         }
-        let missing: Vec<&str> = target
-            .iter()
-            .filter(|(n, _)| schema.index_of(n).is_err())
-            .map(|(n, _)| n.as_str())
-            .collect();
-        if !missing.is_empty() {
-            problems.push(format!("table columns missing from the input: {missing:?}"));
-        }
-        let extra: Vec<&str> = schema
-            .fields()
-            .iter()
-            .filter(|f| !target.iter().any(|(n, _)| n == f.name()))
-            .map(|f| f.name().as_str())
-            .collect();
-        if !extra.is_empty() {
-            problems.push(format!(
-                "input columns that the table does not have: {extra:?}"
-            ));
-        }
+        let mut used = vec![false; schema.fields().len()];
+        // Struct fields filled through `col.field` columns, per input column.
+        let mut elements: Vec<Vec<usize>> = vec![Vec::new(); schema.fields().len()];
+        let mut missing = Vec::new();
+        let mut columns = Vec::with_capacity(target.len());
         for (name, ty) in target {
-            let Ok(source) = schema.index_of(name) else {
-                continue;
+            let planned = if let Ok(source) = schema.index_of(name) {
+                used[source] = true;
+                let dt = schema.field(source).data_type();
+                Some((source, plan::plan(dt, ty, opts)))
+            } else if let Some((source, index)) = nested_element(schema, name) {
+                used[source] = true;
+                elements[source].push(index);
+                let dt = schema.field(source).data_type();
+                Some((source, plan::plan_element(dt, index, ty, opts)))
+            } else {
+                missing.push(name.as_str());
+                None
             };
-            let dt = schema.field(source).data_type();
-            match plan::plan(dt, ty, opts) {
-                Ok(writer) => columns.push(ColumnPlan {
+            match planned {
+                Some((source, Ok(writer))) => columns.push(ColumnPlan {
                     name: name.clone(),
                     type_name: ty.to_string(),
                     source,
                     writer,
                 }),
-                Err(reason) => problems.push(format!("column {name:?}: {reason}")),
+                Some((_, Err(reason))) => problems.push(format!("column {name:?}: {reason}")),
+                None => {}
             }
         }
+        if !missing.is_empty() {
+            problems.push(format!("table columns missing from the input: {missing:?}"));
+        }
+        problems.extend(unused_inputs(schema, &used, &elements));
         if !problems.is_empty() {
             return Err(CodecError::SchemaMismatch(problems.join("; ")));
         }

@@ -1,9 +1,9 @@
 //! Per-column planning: which writer turns an Arrow array of a given type
 //! into exactly the bytes of the target ClickHouse type.
 
-use arrow_schema::{DataType, TimeUnit};
+use arrow_schema::{DataType, Fields, TimeUnit};
 
-use crate::chtype::{decimal_width, ChType};
+use crate::chtype::{decimal_width, ChType, TupleElement};
 use crate::mapping::MappingOptions;
 
 /// Integer targets.
@@ -44,6 +44,9 @@ impl IntKind {
             DataType::UInt16 => IntKind::U16,
             DataType::UInt32 => IntKind::U32,
             DataType::UInt64 => IntKind::U64,
+            // Times of day and durations are written as their raw integer value.
+            DataType::Time32(_) => IntKind::I32,
+            DataType::Time64(_) | DataType::Duration(_) => IntKind::I64,
             _ => return None,
         })
     }
@@ -119,14 +122,42 @@ pub(crate) enum Writer {
     Array(Box<Writer>),
     /// `LowCardinality(String)` or `LowCardinality(Nullable(String))`.
     LowCard { nullable: bool },
+    /// `FixedSizeBinary(16)` (RFC 4122 byte order) to `UUID`: each 8-byte
+    /// half reversed (ClickHouse stores a UUID as two little-endian UInt64).
+    Uuid,
+    /// A struct to `Tuple`: each element column in turn, with the struct's
+    /// NULLs written as NULL in every element.
+    Tuple(Vec<Element>),
+    /// One field of the structs of a list (a flattened `col.element`
+    /// column of an old server), with the struct's NULLs merged in.
+    Element(Box<Element>),
+    /// A dictionary of non-string values: decoded, then written as its values.
+    Unpack(Box<Writer>),
+    /// Values of the Arrow `Null` type inside `Nullable`: `per_row` zero
+    /// bytes each (the default value of the inner type).
+    Zeros { per_row: usize },
+}
+
+/// How one struct field is written.
+#[derive(Clone, Debug)]
+pub(crate) struct Element {
+    /// Index of the field in the struct.
+    pub index: usize,
+    /// Its name, for error messages (`column.name`).
+    pub name: String,
+    pub writer: Writer,
 }
 
 impl Writer {
-    /// Whether this writer accepts null slots itself.
+    /// Whether this writer accepts null slots itself (structs turn theirs
+    /// into NULL elements).
     pub(crate) fn accepts_nulls(&self) -> bool {
         matches!(
             self,
-            Writer::Nullable(_) | Writer::LowCard { nullable: true }
+            Writer::Nullable(_)
+                | Writer::LowCard { nullable: true }
+                | Writer::Tuple(_)
+                | Writer::Element(_)
         )
     }
 }
@@ -156,6 +187,79 @@ fn digits(unit: &TimeUnit) -> u8 {
     }
 }
 
+/// Plans writing the struct fields `children` into the tuple `elements`:
+/// by name when every element is named after a field, else by position.
+fn plan_tuple(
+    children: &Fields,
+    elements: &[TupleElement],
+    opts: MappingOptions,
+) -> std::result::Result<Writer, String> {
+    let by_name = elements.iter().all(|e| {
+        e.name
+            .as_ref()
+            .is_some_and(|n| children.iter().any(|c| c.name() == n))
+    });
+    if children.len() != elements.len() {
+        return Err(format!(
+            "the struct has {} fields, the Tuple {} elements",
+            children.len(),
+            elements.len()
+        ));
+    }
+    let mut out = Vec::with_capacity(elements.len());
+    for (i, e) in elements.iter().enumerate() {
+        let index = match (&e.name, by_name) {
+            (Some(n), true) => children.iter().position(|c| c.name() == n).unwrap_or(i),
+            _ => i,
+        };
+        let child = &children[index];
+        let writer = plan(child.data_type(), &e.ty, opts)
+            .map_err(|r| format!("struct field {:?}: {r}", child.name()))?;
+        out.push(Element {
+            index,
+            name: child.name().clone(),
+            writer,
+        });
+    }
+    Ok(Writer::Tuple(out))
+}
+
+/// Plans one field of the structs in a list (or map) column `dt` into the
+/// flattened column type `target` (`Array(T)`), for old servers that store
+/// an `Array(Tuple(...))` column as one array per element.
+pub(crate) fn plan_element(
+    dt: &DataType,
+    index: usize,
+    target: &ChType,
+    opts: MappingOptions,
+) -> std::result::Result<Writer, String> {
+    let children = match dt {
+        DataType::Map(entries, _) => match entries.data_type() {
+            DataType::Struct(c) => c,
+            _ => return Err(format!("malformed map type {dt}")),
+        },
+        other => crate::mapping::struct_of_list(other)
+            .ok_or_else(|| format!("Arrow type {dt} is not a list of structs"))?,
+    };
+    let ChType::Array(inner) = target else {
+        return Err(format!(
+            "a field of the structs in Arrow type {dt} can only be written to an Array column, not {target}"
+        ));
+    };
+    let child = children
+        .get(index)
+        .ok_or_else(|| format!("Arrow type {dt} has no struct field {}", index + 1))?;
+    let writer = plan(child.data_type(), inner, opts)
+        .map_err(|r| format!("struct field {:?}: {r}", child.name()))?;
+    Ok(Writer::Array(Box::new(Writer::Element(Box::new(
+        Element {
+            index,
+            name: child.name().clone(),
+            writer,
+        },
+    )))))
+}
+
 /// Plans writing Arrow `dt` values into ClickHouse `target`. The error is a
 /// human-readable reason (the caller adds the column name).
 pub(crate) fn plan(
@@ -165,8 +269,46 @@ pub(crate) fn plan(
 ) -> std::result::Result<Writer, String> {
     let incompatible = || format!("Arrow type {dt} cannot be written to ClickHouse {target}");
     let truncate = opts.allow_truncation;
+    if let DataType::Dictionary(_, value) = dt {
+        // String dictionaries are written directly to String/LowCardinality;
+        // any other dictionary is decoded into its values first.
+        let direct =
+            is_binary_like(value) && matches!(target, ChType::String | ChType::LowCardinality(_));
+        if !direct && !matches!(target, ChType::Nullable(_)) {
+            return Ok(Writer::Unpack(Box::new(plan(value, target, opts)?)));
+        }
+    }
     Ok(match target {
+        ChType::Nullable(inner) if *dt == DataType::Null => {
+            let per_row = match inner.as_ref() {
+                ChType::String => 1,
+                t => t.fixed_width().ok_or_else(incompatible)?,
+            };
+            Writer::Nullable(Box::new(Writer::Zeros { per_row }))
+        }
         ChType::Nullable(inner) => Writer::Nullable(Box::new(plan(dt, inner, opts)?)),
+        ChType::Uuid => match dt {
+            DataType::FixedSizeBinary(16) => Writer::Uuid,
+            _ => return Err(incompatible()),
+        },
+        ChType::Tuple(elements) => match dt {
+            DataType::Struct(children) => plan_tuple(children, elements, opts)?,
+            _ => return Err(incompatible()),
+        },
+        ChType::Map(k, v) => match dt {
+            DataType::Map(entries, _) => match entries.data_type() {
+                DataType::Struct(children) => Writer::Array(Box::new(plan_tuple(
+                    children,
+                    &[
+                        TupleElement::new(None, (**k).clone()),
+                        TupleElement::new(None, (**v).clone()),
+                    ],
+                    opts,
+                )?)),
+                _ => return Err(incompatible()),
+            },
+            _ => return Err(incompatible()),
+        },
         ChType::LowCardinality(inner) => {
             let (nullable, base) = match &**inner {
                 ChType::Nullable(b) => (true, &**b),
@@ -185,6 +327,10 @@ pub(crate) fn plan(
         ChType::Array(inner) => match dt {
             DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
                 Writer::Array(Box::new(plan(f.data_type(), inner, opts)?))
+            }
+            // A map is stored as Array(Tuple(K, V)): the same bytes.
+            DataType::Map(entries, _) => {
+                Writer::Array(Box::new(plan(entries.data_type(), inner, opts)?))
             }
             _ => return Err(incompatible()),
         },

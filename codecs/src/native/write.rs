@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::*;
@@ -14,7 +15,7 @@ use arrow_array::{Array, ArrowPrimitiveType};
 use arrow_buffer::{i256, NullBuffer};
 use arrow_schema::DataType;
 
-use super::plan::{IntKind, TimeTarget, Writer};
+use super::plan::{Element, IntKind, TimeTarget, Writer};
 use super::varint::{put_str, put_u64, put_varint};
 use crate::{CodecError, Result};
 
@@ -61,7 +62,11 @@ impl Writer {
     pub(crate) fn prefix(&self, out: &mut Vec<u8>) {
         match self {
             Writer::LowCard { .. } => put_u64(out, LC_VERSION),
-            Writer::Nullable(inner) | Writer::Array(inner) => inner.prefix(out),
+            Writer::Nullable(inner) | Writer::Array(inner) | Writer::Unpack(inner) => {
+                inner.prefix(out)
+            }
+            Writer::Tuple(elements) => elements.iter().for_each(|e| e.writer.prefix(out)),
+            Writer::Element(e) => e.writer.prefix(out),
             _ => {}
         }
     }
@@ -119,10 +124,15 @@ impl Writer {
     /// Whether the column bytes are one value after another with no state
     /// spanning values (offsets, dictionaries, null maps).
     fn is_flat(&self) -> bool {
-        !matches!(
-            self,
-            Writer::Nullable(_) | Writer::Array(_) | Writer::LowCard { .. }
-        )
+        match self {
+            Writer::Nullable(_)
+            | Writer::Array(_)
+            | Writer::LowCard { .. }
+            | Writer::Tuple(_)
+            | Writer::Element(_) => false,
+            Writer::Unpack(inner) => inner.is_flat(),
+            _ => true,
+        }
     }
 
     /// Writes all values of `arr`. `nulls_ok` is true inside a `Nullable`
@@ -213,8 +223,85 @@ impl Writer {
             }
             Writer::Array(inner) => write_array(arr, inner, ctx, out),
             Writer::LowCard { nullable } => write_low_cardinality(arr, *nullable, nulls, ctx, out),
+            Writer::Uuid => write_uuids(arr, ctx, out),
+            Writer::Tuple(elements) => {
+                let s = arr
+                    .as_struct_opt()
+                    .ok_or_else(|| ctx.internal(arr.data_type()))?;
+                for e in elements {
+                    write_element(s, e, ctx, out)?;
+                }
+                Ok(())
+            }
+            Writer::Element(e) => {
+                let s = arr
+                    .as_struct_opt()
+                    .ok_or_else(|| ctx.internal(arr.data_type()))?;
+                write_element(s, e, ctx, out)
+            }
+            Writer::Unpack(inner) => {
+                let DataType::Dictionary(_, value) = arr.data_type() else {
+                    return Err(ctx.internal(arr.data_type()));
+                };
+                let values = arrow_cast::cast(arr, value).map_err(|e| CodecError::Column {
+                    column: ctx.column.to_string(),
+                    reason: format!("decoding the dictionary: {e}"),
+                })?;
+                inner.write(values.as_ref(), nulls_ok, ctx, out)
+            }
+            Writer::Zeros { per_row } => {
+                out.resize(out.len() + arr.len() * per_row, 0);
+                Ok(())
+            }
         }
     }
+}
+
+/// Writes field `e.index` of the structs `s`: a NULL struct makes the field
+/// NULL (which a non-Nullable element type refuses, naming `column.field`).
+fn write_element(
+    s: &arrow_array::StructArray,
+    e: &Element,
+    ctx: Ctx<'_>,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    let label = format!("{}.{}", ctx.column, e.name);
+    let ectx = Ctx {
+        column: &label,
+        ..ctx
+    };
+    let child = s
+        .columns()
+        .get(e.index)
+        .ok_or_else(|| ectx.internal(s.data_type()))?;
+    let child = match s.nulls().filter(|n| n.null_count() > 0) {
+        None => child.clone(),
+        Some(parent) => {
+            let merged = NullBuffer::union(Some(parent), child.nulls());
+            let data = child
+                .to_data()
+                .into_builder()
+                .nulls(merged)
+                .build()
+                .map_err(|err| ectx.err(0, format!("merging the struct's NULLs: {err}")))?;
+            arrow_array::make_array(data)
+        }
+    };
+    e.writer.write(child.as_ref(), false, ectx, out)
+}
+
+/// UUIDs: RFC 4122 bytes to ClickHouse's two little-endian UInt64 halves.
+fn write_uuids(arr: &dyn Array, ctx: Ctx<'_>, out: &mut Vec<u8>) -> Result<()> {
+    let a = arr
+        .as_fixed_size_binary_opt()
+        .filter(|a| a.value_length() == 16)
+        .ok_or_else(|| ctx.internal(arr.data_type()))?;
+    out.reserve(a.len() * 16);
+    for v in a.value_data()[..a.len() * 16].chunks_exact(16) {
+        out.extend(v[..8].iter().rev());
+        out.extend(v[8..].iter().rev());
+    }
+    Ok(())
 }
 
 /// Copies `len * width` bytes straight from the first Arrow buffer.
@@ -334,8 +421,36 @@ fn write_ints(
         DataType::UInt16 => ints_from(prim::<UInt16Type>(arr, ctx)?, to, checked, nulls, ctx, out),
         DataType::UInt32 => ints_from(prim::<UInt32Type>(arr, ctx)?, to, checked, nulls, ctx, out),
         DataType::UInt64 => ints_from(prim::<UInt64Type>(arr, ctx)?, to, checked, nulls, ctx, out),
+        DataType::Time32(_) | DataType::Time64(_) | DataType::Duration(_) => ints_from(
+            raw_time_values(arr, ctx)?.as_slice(),
+            to,
+            checked,
+            nulls,
+            ctx,
+            out,
+        ),
         dt => Err(ctx.internal(dt)),
     }
+}
+
+/// The raw integer values of a `Time32`/`Time64`/`Duration` array.
+fn raw_time_values(arr: &dyn Array, ctx: Ctx<'_>) -> Result<Vec<i64>> {
+    use arrow_schema::TimeUnit as U;
+    Ok(match arr.data_type() {
+        DataType::Time32(U::Second) => widen(prim::<Time32SecondType>(arr, ctx)?),
+        DataType::Time32(U::Millisecond) => widen(prim::<Time32MillisecondType>(arr, ctx)?),
+        DataType::Time64(U::Microsecond) => prim::<Time64MicrosecondType>(arr, ctx)?.to_vec(),
+        DataType::Time64(U::Nanosecond) => prim::<Time64NanosecondType>(arr, ctx)?.to_vec(),
+        DataType::Duration(U::Second) => prim::<DurationSecondType>(arr, ctx)?.to_vec(),
+        DataType::Duration(U::Millisecond) => prim::<DurationMillisecondType>(arr, ctx)?.to_vec(),
+        DataType::Duration(U::Microsecond) => prim::<DurationMicrosecondType>(arr, ctx)?.to_vec(),
+        DataType::Duration(U::Nanosecond) => prim::<DurationNanosecondType>(arr, ctx)?.to_vec(),
+        dt => return Err(ctx.internal(dt)),
+    })
+}
+
+fn widen(v: &[i32]) -> Vec<i64> {
+    v.iter().map(|x| i64::from(*x)).collect()
 }
 
 const MS_PER_DAY: i64 = 86_400_000;
@@ -676,6 +791,16 @@ fn write_array(arr: &dyn Array, inner: &Writer, ctx: Ctx<'_>, out: &mut Vec<u8>)
     let values = match arr.data_type() {
         DataType::List(_) => list_offsets(arr.as_list::<i32>(), out),
         DataType::LargeList(_) => list_offsets(arr.as_list::<i64>(), out),
+        DataType::Map(..) => {
+            let m = arr.as_map();
+            let o = m.value_offsets();
+            let base = o[0] as usize;
+            for end in &o[1..] {
+                put_u64(out, (*end as usize - base) as u64);
+            }
+            let entries: arrow_array::ArrayRef = Arc::new(m.entries().clone());
+            entries.slice(base, o[o.len() - 1] as usize - base)
+        }
         DataType::FixedSizeList(_, size) => {
             let l = arr.as_fixed_size_list();
             let size = *size as u64;

@@ -99,6 +99,7 @@ fn kind_of(t: &ChType) -> Option<Kind> {
         DateTime(_) | DateTime64(_, _) => Kind::Seconds,
         Date | Date32 => Kind::Days,
         Array(_) => Kind::Elements,
+        Uuid | Tuple(_) | Map(..) => return None,
     })
 }
 

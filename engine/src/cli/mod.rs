@@ -2,11 +2,14 @@
 //! each subcommand. `main.rs` only parses and calls [`run`].
 
 pub mod bench;
+pub mod completions;
 pub mod config_file;
 pub mod consume;
 pub mod gen;
 pub mod produce;
+pub mod provision;
 mod signals;
+pub mod status;
 pub mod verify;
 
 use std::ffi::OsString;
@@ -61,6 +64,14 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Check that a ClickHouse table holds exactly the rows of Parquet files.
     Verify(verify::VerifyArgs),
+    /// Create a pipeline's topic and ClickHouse table (idempotent).
+    Provision(provision::ProvisionArgs),
+    /// Show a consumer group's lag and members (and its table), or wait until it is drained.
+    Status(status::StatusArgs),
+    /// Print a shell completion script (bash, zsh, fish, ...).
+    Completions(completions::CompletionsArgs),
+    /// Print the manual page (roff), generated from these definitions.
+    Man(completions::ManArgs),
 }
 
 impl Cli {
@@ -90,5 +101,9 @@ pub fn run(cli: Cli) -> crate::Result<()> {
         Command::Consume(a) => consume::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Verify(a) => verify::run(a),
+        Command::Provision(a) => provision::run(a),
+        Command::Status(a) => status::run(a),
+        Command::Completions(a) => completions::run_completions(a),
+        Command::Man(a) => completions::run_man(a),
     }
 }

@@ -298,6 +298,26 @@ impl EoTable {
     }
 }
 
+/// Next offset to consume per partition according to the rows stored
+/// (`max(_velostream_offset) + 1`); partitions without rows are absent. For
+/// monitoring (`velostream status`): the consumer's own resume points also
+/// check the newest insert for completeness (see `recovery`).
+pub async fn stored_offsets(ch: &ClickHouse, table: &TableRef) -> Result<HashMap<i32, i64>> {
+    let sql = format!(
+        "SELECT {p}, max({o}) FROM {t} GROUP BY {p} FORMAT TSV",
+        p = ddl::quote_ident(PARTITION_COLUMN)?,
+        o = ddl::quote_ident(OFFSET_COLUMN)?,
+        t = table.sql()?
+    );
+    let text = ch.query_tsv(&sql).await?;
+    let mut out = HashMap::new();
+    for row in tsv::parse_rows(&text) {
+        let [p, o] = numbers::<2>(table, row)?;
+        out.insert(p as i32, o as i64 + 1);
+    }
+    Ok(out)
+}
+
 /// Whether an insert query id of this protocol touches `partition`.
 fn touches(query_id: &str, partition: i32) -> bool {
     let marker = format!("p{partition}.");

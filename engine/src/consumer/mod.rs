@@ -138,7 +138,7 @@ fn check_transform(cfg: &ConsumerConfig) -> Result<()> {
 
 /// A client per server, grouped by shard; every server must answer (its
 /// version is read), and with `--cluster` the servers must be that cluster.
-async fn connect(cfg: &ConsumerConfig) -> Result<Vec<Arc<Shard>>> {
+pub async fn connect(cfg: &ConsumerConfig) -> Result<Vec<Arc<Shard>>> {
     let mut shards = Vec::new();
     for (i, replicas) in cfg
         .topology

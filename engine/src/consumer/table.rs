@@ -217,7 +217,7 @@ async fn create(
         order_by: &cfg.order_by,
         if_not_exists: true,
     }
-    .to_sql_with(engine)?;
+    .render(engine, &mapping::table_comments(batch_schema))?;
     ch.execute(&sql).await?;
     tracing::info!(table = %cfg.table, server = %ch.config().url, ?engine, "created table");
     // Another member may have created it first, differently: use what exists.

@@ -16,6 +16,11 @@
 //! the order given; an unknown name is an [`Error::Schema`] naming the column
 //! and the file.
 //!
+//! Field metadata is kept: a Parquet `UUID` column (DuckDB, pyarrow's
+//! `pa.uuid()`) is read as `FixedSizeBinary(16)` with the `arrow.uuid`
+//! extension (`ARROW:extension:name`), which the consumer maps to ClickHouse
+//! `UUID`.
+//!
 //! # Matching columns
 //!
 //! Top-level columns are matched by exact name first, then ASCII

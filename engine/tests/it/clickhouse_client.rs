@@ -16,7 +16,6 @@ use velostream_codecs::ddl::{quote_ident, CreateTable};
 use velostream_codecs::mapping::ServerCaps;
 
 use crate::harness::{self, TestDb};
-use crate::require_services;
 
 fn client(url: &str, compression: InsertCompression) -> ClickHouse {
     let mut cfg = ClickHouseConfig::new(url);
@@ -81,7 +80,6 @@ fn ch_parts(e: &Error) -> (&str, &str, Option<u32>, bool) {
 
 #[tokio::test]
 async fn server_version_is_parsed_and_maps_to_caps() {
-    require_services!(ClickHouse);
     let url = harness::clickhouse_url();
     let ch = client(&url, InsertCompression::Lz4);
     let v = ch.server_version().await.unwrap();
@@ -101,7 +99,6 @@ async fn server_version_is_parsed_and_maps_to_caps() {
 
 #[tokio::test]
 async fn native_insert_lz4_and_plain_then_count() {
-    require_services!(ClickHouse);
     let url = harness::clickhouse_url();
     let db = TestDb::on(&url);
     let lz4 = client(&url, InsertCompression::Lz4);
@@ -143,7 +140,6 @@ async fn native_insert_lz4_and_plain_then_count() {
 
 #[tokio::test]
 async fn large_lz4_body_is_sent_in_several_compressed_blocks() {
-    require_services!(ClickHouse);
     let url = harness::clickhouse_url();
     let db = TestDb::on(&url);
     let ch = client(&url, InsertCompression::Lz4);
@@ -167,7 +163,6 @@ async fn large_lz4_body_is_sent_in_several_compressed_blocks() {
 
 #[tokio::test]
 async fn table_columns_round_trip_hostile_names_and_types() {
-    require_services!(ClickHouse);
     let url = harness::clickhouse_url();
     let db = TestDb::on(&url);
     let ch = client(&url, InsertCompression::Lz4);
@@ -222,7 +217,6 @@ async fn table_columns_round_trip_hostile_names_and_types() {
 
 #[tokio::test]
 async fn missing_table_and_database_are_none() {
-    require_services!(ClickHouse);
     let url = harness::clickhouse_url();
     let db = TestDb::on(&url);
     let ch = client(&url, InsertCompression::Lz4);
@@ -240,7 +234,6 @@ async fn missing_table_and_database_are_none() {
 
 #[tokio::test]
 async fn insert_into_unknown_table_is_permanent_code_60() {
-    require_services!(ClickHouse);
     let url = harness::clickhouse_url();
     let db = TestDb::on(&url);
     let ch = client(&url, InsertCompression::Lz4);
@@ -266,7 +259,6 @@ async fn insert_into_unknown_table_is_permanent_code_60() {
 
 #[tokio::test]
 async fn garbage_native_body_is_a_permanent_error() {
-    require_services!(ClickHouse);
     let url = harness::clickhouse_url();
     let db = TestDb::on(&url);
     let ch = client(&url, InsertCompression::None);
@@ -286,7 +278,6 @@ async fn garbage_native_body_is_a_permanent_error() {
 
 #[tokio::test]
 async fn wrong_password_is_permanent_and_never_echoed() {
-    require_services!(ClickHouse);
     let url = harness::clickhouse_url();
     let planted = "PLANTED-s3cret-9f2e7c";
     let mut cfg = ClickHouseConfig::new(&url);

@@ -9,7 +9,7 @@ use velostream::gen::{generate, generate_with_threads, taxi_schema, GenConfig};
 use velostream::progress::Progress;
 use velostream::source::{discover, ParquetSource, SourceOptions};
 
-use crate::source_fixtures::{concat, read_all};
+use crate::harness::data::{concat, read_all};
 
 fn config(out: &Path, rows: u64, files: usize, row_group_rows: usize, seed: u64) -> GenConfig {
     GenConfig {

@@ -1,6 +1,7 @@
 //! Self-tests of the harness and of `velostream::local`: services start, a
 //! second start reuses the running instance, ClickHouse queries and errors,
-//! topic creation, Prometheus scraping a registered target.
+//! topic creation, Prometheus scraping a registered target, the command
+//! builder's environment and failure messages, the exactly-once decision.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -10,11 +11,14 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
 use velostream::local::{LocalOptions, LocalServices, Service};
 
+use crate::harness::cmd::{removed_variables, velostream, OTHER_VARIABLES};
+use crate::harness::data::Rng;
+use crate::harness::exactly_once::{differences, Difference};
+use crate::harness::process::process_alive;
 use crate::harness::{self, ch_query, ch_try_query, TestDb};
 
 #[test]
 fn local_services_second_start_reuses_and_stop_stops() {
-    crate::require_services!(ClickHouse);
     let dir = tempfile::tempdir().unwrap();
     let opts = LocalOptions {
         state_dir: Some(dir.path().to_path_buf()),
@@ -53,21 +57,8 @@ fn local_services_second_start_reuses_and_stop_stops() {
     assert!(!dir.path().join("clickhouse/pid").exists());
 }
 
-/// True when `pid` exists and is not a zombie (an orphaned service is
-/// reparented to PID 1, which may not reap it).
-fn process_alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            stat.rsplit_once(") ")
-                .map(|(_, rest)| !rest.starts_with('Z'))
-        })
-        .unwrap_or(false)
-}
-
 #[test]
 fn stale_pid_file_is_replaced() {
-    crate::require_services!(ClickHouse);
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("clickhouse")).unwrap();
     // A pid that cannot be a live clickhouse-server: beyond pid_max.
@@ -85,14 +76,12 @@ fn stale_pid_file_is_replaced() {
 
 #[test]
 fn harness_services_are_started_once_per_process() {
-    crate::require_services!(ClickHouse, Kafka);
     assert_eq!(harness::clickhouse_url(), harness::clickhouse_url());
     assert_eq!(harness::kafka_brokers(), harness::kafka_brokers());
 }
 
 #[test]
 fn ch_query_returns_tsv_and_panics_with_the_server_message() {
-    crate::require_services!(ClickHouse);
     let url = harness::clickhouse_url();
     assert_eq!(ch_query(&url, "SELECT 1 + 1, 'a\\tb'"), "2\ta\\tb\n");
     let err = ch_try_query(&url, "SELECT no_such_column").unwrap_err();
@@ -107,7 +96,6 @@ fn ch_query_returns_tsv_and_panics_with_the_server_message() {
 
 #[test]
 fn test_db_is_created_and_dropped() {
-    crate::require_services!(ClickHouse);
     let url = harness::clickhouse_url();
     let exists = |name: &str| {
         ch_query(
@@ -134,7 +122,6 @@ fn test_db_is_created_and_dropped() {
 
 #[test]
 fn low_cardinality_is_allowed_by_the_test_server() {
-    crate::require_services!(ClickHouse);
     let db = TestDb::new();
     db.query(&format!(
         "CREATE TABLE {} (s LowCardinality(String)) ENGINE = MergeTree ORDER BY tuple()",
@@ -144,7 +131,6 @@ fn low_cardinality_is_allowed_by_the_test_server() {
 
 #[test]
 fn create_topic_creates_all_partitions_and_is_idempotent() {
-    crate::require_services!(Kafka);
     let brokers = harness::kafka_brokers();
     let topic = harness::unique_name("selftest");
     harness::create_topic(&brokers, &topic, 3);
@@ -183,7 +169,6 @@ fn paths_point_into_the_repository() {
 
 #[test]
 fn prometheus_scrapes_a_registered_target() {
-    crate::require_services!(Prometheus);
     // A tiny /metrics endpoint with a counter.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
@@ -217,7 +202,6 @@ fn prometheus_scrapes_a_registered_target() {
 
 #[test]
 fn services_stop_when_their_owner_process_exits() {
-    crate::require_services!(Prometheus);
     let dir = tempfile::tempdir().unwrap();
     let mut owner = std::process::Command::new("sleep")
         .arg("60")
@@ -235,7 +219,7 @@ fn services_stop_when_their_owner_process_exits() {
         .parse()
         .unwrap();
     services.detach();
-    assert!(harness::http_request("GET", &format!("{url}/-/ready"), b"").is_ok());
+    assert!(harness::http::get_ok(&format!("{url}/-/ready")).is_ok());
     owner.kill().unwrap();
     owner.wait().unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -246,5 +230,158 @@ fn services_stop_when_their_owner_process_exits() {
         !process_alive(pid),
         "prometheus pid {pid} still running 20 s after its owner exited"
     );
-    assert!(harness::http_request("GET", &format!("{url}/-/ready"), b"").is_err());
+    assert!(harness::http::get(&format!("{url}/-/ready")).is_err());
+}
+
+#[test]
+fn the_command_builder_removes_what_the_binary_would_read() {
+    let inherited = [
+        ("VELOSTREAM_CONFIG", "/etc/velostream.toml"),
+        ("VELOSTREAM_CLICKHOUSE_PASSWORD", "x"),
+        ("VELOSTREAM_TEST_BROKERS", "127.0.0.1:1"),
+        ("NO_COLOR", "1"),
+        ("HOME", "/home/tester"),
+        ("PATH", "/usr/bin"),
+    ]
+    .map(|(k, v)| (k.into(), v.into()));
+    let removed = removed_variables(inherited);
+    assert_eq!(
+        removed,
+        [
+            "VELOSTREAM_CONFIG",
+            "VELOSTREAM_CLICKHOUSE_PASSWORD",
+            "VELOSTREAM_TEST_BROKERS",
+            "NO_COLOR"
+        ]
+        .map(std::ffi::OsString::from)
+    );
+    // Set by the test after the clean-up: the binary reads this one.
+    let cmd = velostream().env("VELOSTREAM_LOG", "debug").command();
+    let envs: Vec<(String, Option<String>)> = cmd
+        .get_envs()
+        .map(|(k, v)| {
+            (
+                k.to_string_lossy().into_owned(),
+                v.map(|v| v.to_string_lossy().into_owned()),
+            )
+        })
+        .collect();
+    for name in OTHER_VARIABLES.iter().filter(|n| **n != "NO_COLOR") {
+        assert!(envs.contains(&(name.to_string(), None)), "{name}: {envs:?}");
+    }
+    for set in [
+        ("VELOSTREAM_QUIET", "1"),
+        ("NO_COLOR", "1"),
+        ("VELOSTREAM_LOG", "debug"),
+    ] {
+        assert!(
+            envs.contains(&(set.0.to_string(), Some(set.1.to_string()))),
+            "{set:?}: {envs:?}"
+        );
+    }
+}
+
+#[test]
+fn a_config_file_reaches_the_binary_only_when_the_test_sets_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("typo.toml");
+    std::fs::write(&config, "brokres = \"x:1\"\n").unwrap();
+    let out = velostream()
+        .args(["consume", "--help"])
+        .env("VELOSTREAM_CONFIG", &config)
+        .expect_failure();
+    assert!(
+        out.stderr.contains("typo.toml") && out.stderr.contains("brokres"),
+        "{}",
+        out.describe()
+    );
+    velostream().args(["consume", "--help"]).expect_success();
+}
+
+#[test]
+fn an_unexpected_outcome_shows_command_status_stdout_and_stderr() {
+    let panic = std::panic::catch_unwind(|| {
+        velostream()
+            .args(["--log", "warn", "no-such-subcommand"])
+            .expect_success()
+    })
+    .unwrap_err();
+    let msg = panic.downcast_ref::<String>().unwrap();
+    for part in [
+        "command: VELOSTREAM_QUIET=1 NO_COLOR=1 velostream --log warn no-such-subcommand",
+        "exit status: exit status: 2",
+        "stdout:",
+        "stderr:",
+        "no-such-subcommand",
+    ] {
+        assert!(msg.contains(part), "{part:?} in {msg}");
+    }
+    let panic =
+        std::panic::catch_unwind(|| velostream().arg("--help").expect_failure()).unwrap_err();
+    let msg = panic.downcast_ref::<String>().unwrap();
+    assert!(
+        msg.contains("expected a failure") && msg.contains("Usage"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn exactly_once_differences_name_every_kind_of_fault() {
+    let expected: std::collections::BTreeMap<(i32, i64), u64> = [
+        ((0, 0), 10),
+        ((0, 1), 10),
+        ((0, 2), 10),
+        ((0, 3), 0),
+        ((1, 0), 5),
+        ((1, 1), 7),
+    ]
+    .into();
+    let stored: std::collections::BTreeMap<(i32, i64), u64> = [
+        ((0, 0), 10),
+        ((0, 2), 4),
+        ((1, 0), 10),
+        ((1, 1), 7),
+        ((1, 2), 3),
+    ]
+    .into();
+    assert_eq!(
+        differences(&expected, &stored),
+        vec![
+            Difference::Missing {
+                at: (0, 1),
+                rows: 10
+            },
+            Difference::Partial {
+                at: (0, 2),
+                rows: 10,
+                stored: 4
+            },
+            Difference::Duplicated {
+                at: (1, 0),
+                rows: 5,
+                stored: 10
+            },
+            Difference::NoSuchMessage {
+                at: (1, 2),
+                stored: 3
+            },
+        ]
+    );
+    assert!(differences(&expected, &expected).is_empty());
+    // A message that must store nothing (a dead letter) but did.
+    let dead: std::collections::BTreeMap<(i32, i64), u64> = [((0, 3), 2)].into();
+    assert_eq!(
+        differences(&[((0, 3), 0)].into(), &dead)[0].to_string(),
+        "partition 0 offset 3: duplicated (2 rows stored, the message has 0)"
+    );
+}
+
+#[test]
+fn the_rng_repeats_for_a_seed() {
+    let (mut a, mut b, mut c) = (Rng::new(7), Rng::new(7), Rng::new(8));
+    let xs: Vec<u64> = (0..5).map(|_| a.range(100, 1500)).collect();
+    let ys: Vec<u64> = (0..5).map(|_| b.range(100, 1500)).collect();
+    assert_eq!(xs, ys);
+    assert!(xs.iter().all(|x| (100..=1500).contains(x)));
+    assert_ne!(a.bytes(16), c.bytes(16));
 }

@@ -100,12 +100,10 @@ fn prometheus_configs_pass_promtool() {
 
 #[test]
 fn local_prometheus_config_generated_by_services_sh_passes_promtool() {
-    crate::require_services!(Prometheus);
     let url = harness::prometheus_url();
     // The config of the Prometheus the harness uses, read back from the server.
-    let (status, body) =
-        harness::http_request("GET", &format!("{url}/api/v1/status/config"), b"").unwrap();
-    assert_eq!(status, 200, "{body}");
+    let body = harness::http::get_ok(&format!("{url}/api/v1/status/config"))
+        .unwrap_or_else(|e| panic!("{e}"));
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     let yaml = v["data"]["yaml"].as_str().unwrap();
     assert!(yaml.contains("scrape_interval: 1s"), "{yaml}");
@@ -132,7 +130,6 @@ fn clickhouse_config_files_are_well_formed_xml() {
 
 #[test]
 fn clickhouse_init_sql_runs_on_a_real_server() {
-    crate::require_services!(ClickHouse);
     let url = harness::clickhouse_url();
     let dir = infra().join("clickhouse/initdb");
     let mut files: Vec<_> = std::fs::read_dir(&dir)

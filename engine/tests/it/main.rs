@@ -1,21 +1,30 @@
-//! The one integration-test binary of the engine. Each area adds its module
-//! here; `harness` holds the shared service helpers.
+//! The one integration-test binary of the engine. `harness` holds the shared
+//! helpers (services, the command builder, data, comparisons); every other
+//! module is one area or scenario.
 
+mod airflow_dags;
+mod broker_restart;
 mod clickhouse_client;
+mod clickhouse_restart;
 mod consumer;
+mod consumer_kills;
 mod dashboard;
 mod gen_taxi;
 mod harness;
 mod harness_selftest;
+mod hostile_names;
 mod infra_files;
 mod ipc_pyarrow;
 mod native_chdb;
 mod native_clickhouse;
+mod packaging;
 mod producer;
-mod reliability;
+mod rebalance;
+mod secrets;
 mod security;
 mod source_discover;
-mod source_fixtures;
 mod source_schema;
 mod source_testdata;
+mod status_cli;
+mod type_matrix;
 mod verify;

@@ -19,7 +19,8 @@ use velostream_codecs::mapping::{table_columns, MappingOptions, ServerCaps};
 use velostream_codecs::native::NativeEncoder;
 
 use crate::harness;
-use crate::native_clickhouse::{batch_of, case, common_cases, tsv_unescape, Case};
+use crate::harness::clickhouse::tsv_unescape;
+use crate::native_clickhouse::{batch_of, case, common_cases, Case};
 
 /// Runs `queries` in one chdb process; returns each query's TSV output.
 fn chdb(queries: &[String]) -> Vec<Result<String, String>> {

@@ -15,39 +15,8 @@ use velostream_codecs::ddl::{qualified_table, quote_ident, CreateTable};
 use velostream_codecs::mapping::{table_columns, MappingOptions, ServerCaps};
 use velostream_codecs::native::NativeEncoder;
 
-use crate::harness::{self, ch_query, http_request, url_encode, TestDb};
-
-/// Runs `sql` with extra settings as URL parameters; returns the body or the
-/// server's error.
-pub(crate) fn ch_exec(url: &str, sql: &str, settings: &[(&str, &str)]) -> Result<String, String> {
-    let mut u = format!("{}/?", url.trim_end_matches('/'));
-    for (k, v) in settings {
-        u.push_str(&format!("{k}={}&", url_encode(v)));
-    }
-    let (status, body) = http_request("POST", &u, sql.as_bytes())?;
-    if status == 200 {
-        Ok(body)
-    } else {
-        Err(format!("HTTP {status}: {}; query: {sql}", body.trim_end()))
-    }
-}
-
-/// `INSERT INTO <table> FORMAT Native` with `body` as the binary request body.
-pub(crate) fn insert_native(url: &str, table_sql: &str, body: &[u8]) -> Result<(), String> {
-    let q = format!("INSERT INTO {table_sql} FORMAT Native");
-    let u = format!("{}/?query={}", url.trim_end_matches('/'), url_encode(&q));
-    let (status, resp) = http_request("POST", &u, body)?;
-    if status == 200 {
-        Ok(())
-    } else {
-        Err(format!("HTTP {status}: {}; query: {q}", resp.trim_end()))
-    }
-}
-
-/// Undoes ClickHouse's TSV escaping of one field.
-pub(crate) fn tsv_unescape(s: &str) -> String {
-    velostream::clickhouse::tsv::unescape_field(s)
-}
+use crate::harness::clickhouse::{ch_exec, insert_native, tsv_unescape};
+use crate::harness::{self, ch_query, TestDb};
 
 /// Uppercase hex, as ClickHouse's `hex()` prints it.
 pub(crate) fn hex(b: &[u8]) -> String {

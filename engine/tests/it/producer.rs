@@ -9,9 +9,8 @@
 //! then keeps reading for a moment so that duplicates would show.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,27 +18,21 @@ use std::time::{Duration, Instant};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int32Type};
 use arrow_array::{Array, RecordBatch};
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
-use rdkafka::{Offset, TopicPartitionList};
-use velostream::gen::{generate, GenConfig};
 use velostream::kafka::KafkaArgs;
 use velostream::producer::{self, ProducerConfig};
 use velostream::progress::Progress;
 use velostream::source::{ParquetSource, SourceOptions};
-use velostream_codecs::envelope::{self, Envelope};
-use velostream_codecs::ipc;
+use velostream_codecs::envelope;
 
+use crate::harness::cmd::{velostream, Output};
+use crate::harness::data::{concat, open, read_all, Taxi};
+use crate::harness::kafka::{read_topic, Msg, Until};
+use crate::harness::paths::parquet_files;
+use crate::harness::process::signal;
 use crate::harness::{
     create_topic, free_port, kafka_brokers, shared_testdata, unique_name, venv_python,
 };
-use crate::source_fixtures::{concat, read_all};
 
-/// How long reading a topic back may take.
-const READ_DEADLINE: Duration = Duration::from_secs(120);
-/// How long to keep reading after the expected rows arrived (duplicates show).
-const LINGER: Duration = Duration::from_millis(1500);
 /// CLI runs at a time in the per-file tests.
 const PARALLEL_RUNS: usize = 4;
 /// Time limit of one `velostream produce` run.
@@ -50,192 +43,39 @@ const READABLE_BAD_DATA: &[&str] = &["ARROW-GH-43605.parquet"];
 
 // ------------------------------------------------------------------ helpers
 
-/// One message read back.
-#[derive(Debug)]
-struct Msg {
-    partition: i32,
-    offset: i64,
-    payload: Vec<u8>,
-    headers: Vec<(String, Option<Vec<u8>>)>,
-}
-
-impl Msg {
-    fn decode(&self) -> ipc::Decoded {
-        ipc::decode(&self.payload).unwrap_or_else(|e| {
-            panic!(
-                "partition {} offset {}: not an Arrow IPC stream: {e}",
-                self.partition, self.offset
-            )
-        })
-    }
-
-    fn envelope(&self) -> Envelope {
-        Envelope::from_headers(self.headers.iter().map(|(k, v)| (k.as_str(), v.as_deref())))
-            .unwrap_or_else(|e| {
-                panic!(
-                    "partition {} offset {}: bad envelope: {e}",
-                    self.partition, self.offset
-                )
-            })
-            .unwrap_or_else(|| {
-                panic!(
-                    "partition {} offset {}: no envelope headers",
-                    self.partition, self.offset
-                )
-            })
-    }
-}
-
-/// Reads `topic` (all `partitions`, from the beginning) until `rows_of`
-/// summed over the messages reaches `want`, then [`LINGER`] more; panics
-/// at [`READ_DEADLINE`] with what arrived.
-fn read_topic(topic: &str, partitions: i32, want: u64, rows_of: &dyn Fn(&Msg) -> u64) -> Vec<Msg> {
-    let brokers = kafka_brokers();
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .set("group.id", unique_name("producer_it_reader"))
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "10")
-        .create()
-        .expect("test consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .expect("partition offset");
-    }
-    consumer.assign(&tpl).expect("assign");
-    let started = Instant::now();
-    let mut reached: Option<Instant> = None;
-    let mut rows = 0u64;
-    let mut out = Vec::new();
-    loop {
-        if let Some(t) = reached {
-            if t.elapsed() > LINGER {
-                break;
-            }
-        }
-        assert!(
-            started.elapsed() < READ_DEADLINE,
-            "topic {topic}: only {rows} of {want} rows in {} messages after {READ_DEADLINE:?}",
-            out.len()
-        );
-        let Some(r) = consumer.poll(Duration::from_millis(100)) else {
-            continue;
-        };
-        let m = r.unwrap_or_else(|e| panic!("topic {topic}: consumer error: {e}"));
-        let headers = m
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let msg = Msg {
-            partition: m.partition(),
-            offset: m.offset(),
-            payload: m.payload().unwrap_or_default().to_vec(),
-            headers,
-        };
-        rows += rows_of(&msg);
-        out.push(msg);
-        if rows >= want && reached.is_none() {
-            reached = Some(Instant::now());
-        }
-    }
-    assert_eq!(rows, want, "topic {topic}: rows read back (duplicates?)");
-    out
+/// Reads `topic` back (all partitions, from the beginning) until `rows_of`
+/// summed over the messages reaches `want`, then a moment more so that
+/// duplicates would show; fails unless exactly `want` rows arrived.
+fn read_back(topic: &str, want: u64, rows_of: &dyn Fn(&Msg) -> u64) -> Vec<Msg> {
+    read_topic(&kafka_brokers(), topic, Until::Rows { want, rows_of })
 }
 
 fn arrow_rows(m: &Msg) -> u64 {
     m.decode().num_rows() as u64
 }
 
-/// Generates a taxi data set in `dir`.
-fn gen(dir: &Path, rows: u64, files: usize, row_group_rows: usize, seed: u64) -> Vec<PathBuf> {
-    let cfg = GenConfig {
-        rows,
-        out: dir.to_path_buf(),
-        files,
-        row_group_rows,
-        seed,
-    };
-    let summary = generate(&cfg, &Progress::hidden()).expect("generate taxi data");
-    assert_eq!(summary.rows, rows);
-    assert_eq!(summary.files.len(), files);
-    summary.files
+/// Runs `velostream produce --brokers B --topic T --partitions P REST…`
+/// with a time limit (killed and failed on hang).
+fn produce_cli(
+    brokers: &str,
+    topic: &str,
+    partitions: &str,
+    rest: &[&str],
+    limit: Duration,
+) -> Output {
+    velostream()
+        .args(["produce", "--brokers", brokers, "--topic", topic])
+        .args(["--partitions", partitions])
+        .args(rest)
+        .timeout(limit)
+        .run()
 }
 
-fn open(files: &[PathBuf]) -> ParquetSource {
-    ParquetSource::open(files, &SourceOptions::default()).expect("open source")
-}
-
-/// Outcome of one CLI run.
-#[derive(Debug)]
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-    elapsed: Duration,
-}
-
-/// Runs `velostream produce ARGS` with a time limit (killed and failed on hang).
-fn produce_cli(args: &[&str], limit: Duration) -> Run {
-    let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_velostream"))
-        .arg("produce")
-        .args(args)
-        .env("VELOSTREAM_QUIET", "1")
-        .env_remove("VELOSTREAM_BROKERS")
-        .env_remove("VELOSTREAM_TOPIC")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn velostream produce");
-    let mut out_pipe = child.stdout.take().expect("stdout");
-    let mut err_pipe = child.stderr.take().expect("stderr");
-    let out_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out_pipe.read_to_string(&mut s);
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err_pipe.read_to_string(&mut s);
-        s
-    });
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            let stderr = err_reader.join().unwrap_or_default();
-            panic!("velostream produce {args:?} hung for more than {limit:?}; stderr:\n{stderr}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let run = Run {
-        ok: status.success(),
-        stdout: out_reader.join().unwrap_or_default(),
-        stderr: err_reader.join().unwrap_or_default(),
-        elapsed: started.elapsed(),
-    };
+fn assert_ok(run: &Output, what: &str) {
     assert!(
-        !run.stderr.contains("panicked"),
-        "velostream produce {args:?} panicked:\n{}",
-        run.stderr
-    );
-    run
-}
-
-fn assert_ok(run: &Run, what: &str) {
-    assert!(
-        run.ok,
-        "velostream produce failed for {what}:\nstdout: {}\nstderr: {}",
-        run.stdout, run.stderr
+        run.success(),
+        "velostream produce failed for {what}:\n{}",
+        run.describe()
     );
 }
 
@@ -330,7 +170,11 @@ fn assert_same_as_source(msgs: &[Msg], source: &ParquetSource) -> usize {
 fn generated_taxi_data_arrives_exactly_once_and_unchanged() {
     let brokers = kafka_brokers();
     let dir = tempfile::tempdir().expect("tempdir");
-    let files = gen(dir.path(), 200_000, 2, 30_000, 11);
+    let files = Taxi::rows(200_000)
+        .files(2)
+        .row_groups(30_000)
+        .seed(11)
+        .write(dir.path());
     let source = Arc::new(open(&files));
     assert!(
         source.row_groups().len() >= 6,
@@ -355,7 +199,7 @@ fn generated_taxi_data_arrives_exactly_once_and_unchanged() {
     assert_eq!(summary.rows, 200_000);
     assert_eq!(summary.row_groups, source.row_groups().len());
 
-    let msgs = read_topic(&topic, 3, source.total_rows(), &arrow_rows);
+    let msgs = read_back(&topic, source.total_rows(), &arrow_rows);
     assert_eq!(
         msgs.len() as u64,
         summary.messages,
@@ -399,7 +243,10 @@ fn generated_taxi_data_arrives_exactly_once_and_unchanged() {
 fn pyarrow_reads_the_messages() {
     let brokers = kafka_brokers();
     let dir = tempfile::tempdir().expect("tempdir");
-    let files = gen(dir.path(), 60_000, 1, 20_000, 12);
+    let files = Taxi::rows(60_000)
+        .row_groups(20_000)
+        .seed(12)
+        .write(dir.path());
     let source = open(&files);
     let batches = read_all(&source, 65_536).expect("read source");
     let mut sum = 0.0f64;
@@ -424,17 +271,10 @@ fn pyarrow_reads_the_messages() {
     let topic = unique_name("producer_py");
     let file = files[0].display().to_string();
     let run = produce_cli(
-        &[
-            "--brokers",
-            &brokers,
-            "--topic",
-            &topic,
-            "--partitions",
-            "2",
-            "--max-rows-per-message",
-            "5000",
-            &file,
-        ],
+        &brokers,
+        &topic,
+        "2",
+        &["--max-rows-per-message", "5000", &file],
         CLI_LIMIT,
     );
     assert_ok(&run, &file);
@@ -498,22 +338,11 @@ fn check_file(brokers: &str, path: &Path) -> Option<String> {
     let expected = source_read(path);
     let topic = unique_name("producer_file");
     let file = path.display().to_string();
-    let run = produce_cli(
-        &[
-            "--brokers",
-            brokers,
-            "--topic",
-            &topic,
-            "--partitions",
-            "1",
-            &file,
-        ],
-        CLI_LIMIT,
-    );
-    match (expected, run.ok) {
+    let run = produce_cli(brokers, &topic, "1", &[&file], CLI_LIMIT);
+    match (expected, run.success()) {
         (Ok(batch), true) => {
             let rows = batch.num_rows() as u64;
-            let msgs = read_topic(&topic, 1, rows, &arrow_rows);
+            let msgs = read_back(&topic, rows, &arrow_rows);
             let got: Vec<RecordBatch> = msgs.iter().flat_map(|m| m.decode().batches).collect();
             eprintln!("{name}: {rows} rows in {} messages", msgs.len());
             if rows == 0 {
@@ -544,10 +373,13 @@ fn every_testdata_file_produces_or_is_refused_by_name() {
     let brokers = kafka_brokers();
     let dir = shared_testdata().join("data");
     let files = parquet_files(&dir);
-    let failures: Vec<String> = parallel(&files, |f| check_file(&brokers, f))
-        .into_iter()
-        .flatten()
-        .collect();
+    assert_every_file(&files, |f| check_file(&brokers, f));
+}
+
+/// Runs `check` over `files` in parallel; fails listing every file for
+/// which it returned a problem.
+fn assert_every_file(files: &[PathBuf], check: impl Fn(&PathBuf) -> Option<String> + Sync) {
+    let failures: Vec<String> = parallel(files, check).into_iter().flatten().collect();
     assert!(
         failures.is_empty(),
         "{} of {} files:\n{}",
@@ -585,26 +417,19 @@ fn parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R>
 fn every_testdata_file_as_json_rows_is_valid_json_or_refused_by_name() {
     let brokers = kafka_brokers();
     let files = parquet_files(&shared_testdata().join("data"));
-    let failures: Vec<String> = parallel(&files, |path| {
+    assert_every_file(&files, |path| {
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         let expected = source_read(path);
         let topic = unique_name("producer_file_json");
         let file = path.display().to_string();
         let run = produce_cli(
-            &[
-                "--brokers",
-                &brokers,
-                "--topic",
-                &topic,
-                "--partitions",
-                "1",
-                "--format",
-                "json-rows",
-                &file,
-            ],
+            &brokers,
+            &topic,
+            "1",
+            &["--format", "json-rows", &file],
             CLI_LIMIT,
         );
-        let batch = match (expected, run.ok) {
+        let batch = match (expected, run.success()) {
             (Ok(batch), true) => batch,
             (Ok(_), false) => {
                 eprintln!("{name} (json-rows): refused: {}", run.stderr.trim());
@@ -631,7 +456,7 @@ fn every_testdata_file_as_json_rows_is_valid_json_or_refused_by_name() {
             .iter()
             .map(|f| f.name().clone())
             .collect();
-        let msgs = read_topic(&topic, 1, batch.num_rows() as u64, &|_| 1);
+        let msgs = read_back(&topic, batch.num_rows() as u64, &|_| 1);
         for m in &msgs {
             let v: serde_json::Value = match serde_json::from_slice(&m.payload) {
                 Ok(v) => v,
@@ -656,17 +481,7 @@ fn every_testdata_file_as_json_rows_is_valid_json_or_refused_by_name() {
         }
         eprintln!("{name} (json-rows): {} messages", msgs.len());
         None
-    })
-    .into_iter()
-    .flatten()
-    .collect();
-    assert!(
-        failures.is_empty(),
-        "{} of {} files:\n{}",
-        failures.len(),
-        files.len(),
-        failures.join("\n")
-    );
+    });
 }
 
 /// Every file in `bad_data/` fails with its name in the message (except the
@@ -675,27 +490,16 @@ fn every_testdata_file_as_json_rows_is_valid_json_or_refused_by_name() {
 fn every_bad_file_is_an_error_naming_it() {
     let brokers = kafka_brokers();
     let files = parquet_files(&shared_testdata().join("bad_data"));
-    let failures: Vec<String> = parallel(&files, |f| {
+    assert_every_file(&files, |f| {
         let name = f.file_name().unwrap().to_string_lossy().to_string();
         if READABLE_BAD_DATA.contains(&name.as_str()) {
             return check_file(&brokers, f);
         }
         let topic = unique_name("producer_bad");
         let file = f.display().to_string();
-        let run = produce_cli(
-            &[
-                "--brokers",
-                &brokers,
-                "--topic",
-                &topic,
-                "--partitions",
-                "1",
-                &file,
-            ],
-            CLI_LIMIT,
-        );
-        eprintln!("{name}: ok={} {}", run.ok, run.stderr.trim());
-        if run.ok {
+        let run = produce_cli(&brokers, &topic, "1", &[&file], CLI_LIMIT);
+        eprintln!("{name}: ok={} {}", run.success(), run.stderr.trim());
+        if run.success() {
             Some(format!("{name}: produce succeeded: {}", run.stdout))
         } else if !run.stderr.contains(&name) {
             Some(format!(
@@ -705,28 +509,7 @@ fn every_bad_file_is_an_error_naming_it() {
         } else {
             None
         }
-    })
-    .into_iter()
-    .flatten()
-    .collect();
-    assert!(
-        failures.is_empty(),
-        "{} of {} files:\n{}",
-        failures.len(),
-        files.len(),
-        failures.join("\n")
-    );
-}
-
-fn parquet_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
-        .map(|e| e.expect("dir entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no Parquet files in {}", dir.display());
-    files
+    });
 }
 
 /// `--format json-rows`: one JSON object per row and message, with the
@@ -735,27 +518,23 @@ fn parquet_files(dir: &Path) -> Vec<PathBuf> {
 fn json_rows_gives_one_message_per_row() {
     let brokers = kafka_brokers();
     let dir = tempfile::tempdir().expect("tempdir");
-    let files = gen(dir.path(), 3_000, 1, 1_000, 13);
+    let files = Taxi::rows(3_000)
+        .row_groups(1_000)
+        .seed(13)
+        .write(dir.path());
     let source = open(&files);
     let batch = concat(&read_all(&source, 65_536).expect("read source"));
     let topic = unique_name("producer_json");
     let file = files[0].display().to_string();
     let run = produce_cli(
-        &[
-            "--brokers",
-            &brokers,
-            "--topic",
-            &topic,
-            "--partitions",
-            "2",
-            "--format",
-            "json-rows",
-            &file,
-        ],
+        &brokers,
+        &topic,
+        "2",
+        &["--format", "json-rows", &file],
         CLI_LIMIT,
     );
     assert_ok(&run, &file);
-    let msgs = read_topic(&topic, 2, 3_000, &|_| 1);
+    let msgs = read_back(&topic, 3_000, &|_| 1);
     let keys: HashSet<String> = source
         .schema()
         .fields()
@@ -803,23 +582,19 @@ fn json_rows_gives_one_message_per_row() {
 #[test]
 fn unreachable_broker_fails_fast_naming_it() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let files = gen(dir.path(), 1_000, 1, 1_000, 14);
+    let files = Taxi::rows(1_000)
+        .row_groups(1_000)
+        .seed(14)
+        .write(dir.path());
     let port = free_port();
     let address = format!("127.0.0.1:{port}");
     let file = files[0].display().to_string();
-    let run = produce_cli(
-        &[
-            "--brokers",
-            &address,
-            "--topic",
-            "nowhere",
-            "--partitions",
-            "1",
-            &file,
-        ],
-        Duration::from_secs(90),
+    let run = produce_cli(&address, "nowhere", "1", &[&file], Duration::from_secs(90));
+    assert!(
+        !run.success(),
+        "produce to {address} succeeded: {}",
+        run.stdout
     );
-    assert!(!run.ok, "produce to {address} succeeded: {}", run.stdout);
     assert!(
         run.stderr.contains(&address),
         "error does not name {address}: {}",
@@ -843,26 +618,23 @@ fn max_message_bytes_is_respected() {
     let brokers = kafka_brokers();
     let dir = tempfile::tempdir().expect("tempdir");
     // Two files, given as their directory (the CLI discovers them).
-    let files = gen(dir.path(), 100_000, 2, 25_000, 15);
+    let files = Taxi::rows(100_000)
+        .files(2)
+        .row_groups(25_000)
+        .seed(15)
+        .write(dir.path());
     let source = open(&files);
     let topic = unique_name("producer_size");
     let file = dir.path().display().to_string();
     let run = produce_cli(
-        &[
-            "--brokers",
-            &brokers,
-            "--topic",
-            &topic,
-            "--partitions",
-            "2",
-            "--max-message-bytes",
-            "65536",
-            &file,
-        ],
+        &brokers,
+        &topic,
+        "2",
+        &["--max-message-bytes", "65536", &file],
         CLI_LIMIT,
     );
     assert_ok(&run, &file);
-    let msgs = read_topic(&topic, 2, 100_000, &arrow_rows);
+    let msgs = read_back(&topic, 100_000, &arrow_rows);
     let largest = msgs.iter().map(|m| m.payload.len()).max().unwrap_or(0);
     assert!(largest <= 65_536, "largest message {largest} bytes");
     assert!(
@@ -881,26 +653,22 @@ fn max_message_bytes_is_respected() {
 fn key_column_keeps_equal_keys_in_one_partition() {
     let brokers = kafka_brokers();
     let dir = tempfile::tempdir().expect("tempdir");
-    let files = gen(dir.path(), 50_000, 1, 10_000, 16);
+    let files = Taxi::rows(50_000)
+        .row_groups(10_000)
+        .seed(16)
+        .write(dir.path());
     let source = open(&files);
     let topic = unique_name("producer_keyed");
     let file = files[0].display().to_string();
     let run = produce_cli(
-        &[
-            "--brokers",
-            &brokers,
-            "--topic",
-            &topic,
-            "--partitions",
-            "4",
-            "--key-column",
-            "PULocationID",
-            &file,
-        ],
+        &brokers,
+        &topic,
+        "4",
+        &["--key-column", "PULocationID", &file],
         CLI_LIMIT,
     );
     assert_ok(&run, &file);
-    let msgs = read_topic(&topic, 4, 50_000, &arrow_rows);
+    let msgs = read_back(&topic, 50_000, &arrow_rows);
     let mut home: HashMap<i32, i32> = HashMap::new();
     let mut got_counts: HashMap<i32, u64> = HashMap::new();
     for m in &msgs {
@@ -950,25 +718,21 @@ fn key_column_keeps_equal_keys_in_one_partition() {
 fn oversized_row_is_an_error_naming_the_source() {
     let brokers = kafka_brokers();
     let dir = tempfile::tempdir().expect("tempdir");
-    let files = gen(dir.path(), 20_000, 1, 5_000, 17);
+    let files = Taxi::rows(20_000)
+        .row_groups(5_000)
+        .seed(17)
+        .write(dir.path());
     let topic = unique_name("producer_oversized");
     let file = files[0].display().to_string();
     let run = produce_cli(
-        &[
-            "--brokers",
-            &brokers,
-            "--topic",
-            &topic,
-            "--partitions",
-            "1",
-            "--max-message-bytes",
-            "1024",
-            &file,
-        ],
+        &brokers,
+        &topic,
+        "1",
+        &["--max-message-bytes", "1024", &file],
         CLI_LIMIT,
     );
     assert!(
-        !run.ok,
+        !run.success(),
         "produce with 1 KiB messages succeeded: {}",
         run.stdout
     );
@@ -991,7 +755,11 @@ fn oversized_row_is_an_error_naming_the_source() {
 fn stop_mid_run_leaves_an_exact_prefix() {
     let brokers = kafka_brokers();
     let dir = tempfile::tempdir().expect("tempdir");
-    let files = gen(dir.path(), 600_000, 2, 50_000, 18);
+    let files = Taxi::rows(600_000)
+        .files(2)
+        .row_groups(50_000)
+        .seed(18)
+        .write(dir.path());
     let source = Arc::new(open(&files));
     let topic = unique_name("producer_stop");
     create_topic(&brokers, &topic, 2);
@@ -1046,7 +814,7 @@ fn stop_mid_run_leaves_an_exact_prefix() {
         source.total_rows()
     );
 
-    let msgs = read_topic(&topic, 2, rows, &arrow_rows);
+    let msgs = read_back(&topic, rows, &arrow_rows);
     assert_eq!(msgs.len() as u64, messages, "messages in the topic");
     // Group by row group, then check the prefix shape and the values.
     let mut groups: BTreeMap<(String, u32), BTreeMap<u32, RecordBatch>> = BTreeMap::new();
@@ -1104,7 +872,10 @@ fn stop_mid_run_leaves_an_exact_prefix() {
 fn every_compression_combination_round_trips() {
     let brokers = kafka_brokers();
     let dir = tempfile::tempdir().expect("tempdir");
-    let files = gen(dir.path(), 20_000, 1, 10_000, 19);
+    let files = Taxi::rows(20_000)
+        .row_groups(10_000)
+        .seed(19)
+        .write(dir.path());
     let source = open(&files);
     let file = files[0].display().to_string();
     let mut combos = Vec::new();
@@ -1116,13 +887,10 @@ fn every_compression_combination_round_trips() {
     let sizes = parallel(&combos, |(ipc, kafka)| {
         let topic = unique_name("producer_codec");
         let run = produce_cli(
+            &brokers,
+            &topic,
+            "1",
             &[
-                "--brokers",
-                &brokers,
-                "--topic",
-                &topic,
-                "--partitions",
-                "1",
                 "--compression",
                 ipc,
                 "--kafka-compression",
@@ -1137,7 +905,7 @@ fn every_compression_combination_round_trips() {
             &run,
             &format!("--compression {ipc} --kafka-compression {kafka}"),
         );
-        let msgs = read_topic(&topic, 1, 20_000, &arrow_rows);
+        let msgs = read_back(&topic, 20_000, &arrow_rows);
         assert_same_as_source(&msgs, &source);
         msgs.iter().map(|m| m.payload.len()).sum::<usize>()
     });
@@ -1176,7 +944,10 @@ fn every_compression_combination_round_trips() {
 fn columns_selects_and_orders_columns() {
     let brokers = kafka_brokers();
     let dir = tempfile::tempdir().expect("tempdir");
-    let files = gen(dir.path(), 10_000, 1, 5_000, 20);
+    let files = Taxi::rows(10_000)
+        .row_groups(5_000)
+        .seed(20)
+        .write(dir.path());
     let columns = vec![
         "trip_distance".to_string(),
         "VendorID".to_string(),
@@ -1193,21 +964,14 @@ fn columns_selects_and_orders_columns() {
     let topic = unique_name("producer_columns");
     let file = files[0].display().to_string();
     let run = produce_cli(
-        &[
-            "--brokers",
-            &brokers,
-            "--topic",
-            &topic,
-            "--partitions",
-            "1",
-            "--columns",
-            &columns.join(","),
-            &file,
-        ],
+        &brokers,
+        &topic,
+        "1",
+        &["--columns", &columns.join(","), &file],
         CLI_LIMIT,
     );
     assert_ok(&run, &file);
-    let msgs = read_topic(&topic, 1, 10_000, &arrow_rows);
+    let msgs = read_back(&topic, 10_000, &arrow_rows);
     for m in &msgs {
         let names: Vec<String> = m
             .decode()
@@ -1238,7 +1002,10 @@ fn broker_dying_mid_run_is_a_delivery_error_not_a_hang() {
     .expect("start a private tansu");
     let brokers = services.endpoints().brokers.clone().expect("brokers");
     let dir = tempfile::tempdir().expect("tempdir");
-    let files = gen(dir.path(), 600_000, 1, 50_000, 21);
+    let files = Taxi::rows(600_000)
+        .row_groups(50_000)
+        .seed(21)
+        .write(dir.path());
     let source = Arc::new(open(&files));
     let topic = unique_name("producer_dying");
     create_topic(&brokers, &topic, 2);
@@ -1274,16 +1041,12 @@ fn broker_dying_mid_run_is_a_delivery_error_not_a_hang() {
     );
     // SIGKILL the private broker at once (its pid file from services.sh).
     let pid_file = state.path().join("kafka/pid");
-    let pid: i32 = std::fs::read_to_string(&pid_file)
+    let pid: u32 = std::fs::read_to_string(&pid_file)
         .unwrap_or_else(|e| panic!("{}: {e}", pid_file.display()))
         .trim()
         .parse()
         .expect("pid");
-    let killed = Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(killed.success(), "kill -KILL {pid} (tansu)");
+    signal(pid, "-KILL");
     let _ = services.stop();
 
     // Join with a limit: a hang fails the test instead of blocking it.
@@ -1323,17 +1086,17 @@ fn broker_dying_mid_run_is_a_delivery_error_not_a_hang() {
 fn json_rows_with_key_column_keeps_equal_keys_in_one_partition() {
     let brokers = kafka_brokers();
     let dir = tempfile::tempdir().expect("tempdir");
-    let files = gen(dir.path(), 5_000, 1, 2_000, 22);
+    let files = Taxi::rows(5_000)
+        .row_groups(2_000)
+        .seed(22)
+        .write(dir.path());
     let topic = unique_name("producer_json_keyed");
     let file = files[0].display().to_string();
     let run = produce_cli(
+        &brokers,
+        &topic,
+        "3",
         &[
-            "--brokers",
-            &brokers,
-            "--topic",
-            &topic,
-            "--partitions",
-            "3",
             "--format",
             "json-rows",
             "--key-column",
@@ -1343,7 +1106,7 @@ fn json_rows_with_key_column_keeps_equal_keys_in_one_partition() {
         CLI_LIMIT,
     );
     assert_ok(&run, &file);
-    let msgs = read_topic(&topic, 3, 5_000, &|_| 1);
+    let msgs = read_back(&topic, 5_000, &|_| 1);
     let mut home: HashMap<i64, i32> = HashMap::new();
     for m in &msgs {
         let v: serde_json::Value = serde_json::from_slice(&m.payload).expect("JSON row");

@@ -11,7 +11,7 @@ use arrow_schema::{DataType, Field, Schema};
 use velostream::source::{ParquetSource, SourceOptions};
 use velostream::Error;
 
-use crate::source_fixtures::{concat, read_all, write_parquet};
+use crate::harness::data::{concat, read_all, write_columns as write_parquet};
 
 fn int64(v: Vec<Option<i64>>) -> ArrayRef {
     Arc::new(Int64Array::from(v))

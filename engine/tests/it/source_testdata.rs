@@ -3,13 +3,14 @@
 //! must read with the footer's row count or be rejected naming the file.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use arrow_array::cast::AsArray;
 use velostream::source::{ParquetSource, SourceOptions};
 
+use crate::harness::paths::parquet_files;
 use crate::harness::shared_testdata;
 
 /// How long one file may take before the test calls it a hang.
@@ -40,17 +41,6 @@ enum Outcome {
     Failed(String),
     /// Panicked (a bug: the source must turn panics into errors).
     Panicked(String),
-}
-
-fn parquet_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
-        .map(|e| e.expect("dir entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no Parquet files in {}", dir.display());
-    files
 }
 
 /// Opens and reads `path` on a separate thread, with a time limit.
