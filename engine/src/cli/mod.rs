@@ -5,6 +5,7 @@ pub mod bench;
 pub mod config_file;
 pub mod consume;
 pub mod gen;
+pub mod local;
 pub mod produce;
 mod signals;
 pub mod verify;
@@ -61,6 +62,9 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Check that a ClickHouse table holds exactly the rows of Parquet files.
     Verify(verify::VerifyArgs),
+    /// Start, stop or inspect local services (Kafka, ClickHouse, ZooKeeper, a
+    /// ClickHouse cluster, Prometheus) without Docker.
+    Local(local::LocalArgs),
 }
 
 impl Cli {
@@ -90,5 +94,6 @@ pub fn run(cli: Cli) -> crate::Result<()> {
         Command::Consume(a) => consume::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Verify(a) => verify::run(a),
+        Command::Local(a) => local::run(a),
     }
 }

@@ -25,7 +25,9 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::RDKafkaErrorCode;
-use velostream::local::{LocalOptions, LocalServices, Service, TlsFiles};
+use velostream::local::{LocalServices, Service, TlsFiles};
+
+pub use crate::harness_services::*;
 
 /// The command that installs every service binary.
 pub const INSTALL_COMMAND: &str = "infra/local/install.sh";
@@ -124,12 +126,16 @@ type Slot = OnceLock<Result<Started, Unavailable>>;
 static KAFKA: Slot = OnceLock::new();
 static CLICKHOUSE: Slot = OnceLock::new();
 static PROMETHEUS: Slot = OnceLock::new();
+static ZOOKEEPER: Slot = OnceLock::new();
+static CLICKHOUSE_CLUSTER: Slot = OnceLock::new();
 
 fn slot(service: Service) -> &'static Slot {
     match service {
         Service::Kafka => &KAFKA,
         Service::ClickHouse => &CLICKHOUSE,
         Service::Prometheus => &PROMETHEUS,
+        Service::ZooKeeper => &ZOOKEEPER,
+        Service::ClickHouseCluster => &CLICKHOUSE_CLUSTER,
     }
 }
 
@@ -138,6 +144,8 @@ fn env_var(service: Service) -> &'static str {
         Service::Kafka => "VELOSTREAM_TEST_BROKERS",
         Service::ClickHouse => "VELOSTREAM_TEST_CLICKHOUSE_URL",
         Service::Prometheus => "VELOSTREAM_TEST_PROMETHEUS_URL",
+        Service::ZooKeeper => "VELOSTREAM_TEST_ZOOKEEPER",
+        Service::ClickHouseCluster => "VELOSTREAM_TEST_CLICKHOUSE_CLUSTER_URLS",
     }
 }
 
@@ -174,10 +182,7 @@ fn init(service: Service) -> Result<Started, Unavailable> {
         });
     }
     remove_stale_state_dirs();
-    let opts = LocalOptions {
-        state_dir: Some(state_dir()),
-        owner_pid: Some(std::process::id()),
-    };
+    let opts = local_options(state_dir());
     let t0 = Instant::now();
     match LocalServices::start(&[service], &opts) {
         Ok(handle) => {
@@ -187,6 +192,10 @@ fn init(service: Service) -> Result<Started, Unavailable> {
                 Service::Kafka => endpoints.brokers,
                 Service::ClickHouse => endpoints.clickhouse_url,
                 Service::Prometheus => endpoints.prometheus_url,
+                Service::ZooKeeper => endpoints.zookeeper,
+                Service::ClickHouseCluster => endpoints
+                    .clickhouse_cluster_urls
+                    .map(|u| velostream::local::output::format_shard_urls(&u)),
             }
             .expect("velostream::local returns the endpoint of a started service");
             eprintln!(
@@ -199,7 +208,7 @@ fn init(service: Service) -> Result<Started, Unavailable> {
         Err(e) => {
             let message = e.to_string();
             Err(Unavailable {
-                not_installed: message.contains("not installed"),
+                not_installed: matches!(e, velostream::Error::NotInstalled { .. }),
                 message,
             })
         }
@@ -379,7 +388,7 @@ fn start_tls_services() -> Result<TlsServices, String> {
         "-extfile",
         &p(&ext),
     ])?;
-    // ClickHouse merges users.d/*.xml into the users.xml that services.sh writes.
+    // ClickHouse merges users.d/*.xml into the users.xml that `velostream local` writes.
     let clickhouse_user = "vs_secure".to_string();
     let clickhouse_password = format!("vs-planted-CHTLS-{}", std::process::id());
     let users_d = state_dir().join("tls/clickhouse/users.d");
@@ -401,10 +410,7 @@ fn start_tls_services() -> Result<TlsServices, String> {
         make_client_cert(&pki, "client", "ca", Some(&client_key_password))?;
     let (other_client_cert, other_client_key) =
         make_client_cert(&pki, "other-client", "other-ca", None)?;
-    let opts = LocalOptions {
-        state_dir: Some(state_dir().join("tls")),
-        owner_pid: Some(std::process::id()),
-    };
+    let opts = local_options(state_dir().join("tls"));
     let t0 = Instant::now();
     let handle = LocalServices::start_with_tls(
         &[Service::Kafka, Service::ClickHouse],
@@ -416,7 +422,7 @@ fn start_tls_services() -> Result<TlsServices, String> {
         },
     )
     .map_err(|e| {
-        let hint = if e.to_string().contains("not installed") {
+        let hint = if matches!(e, velostream::Error::NotInstalled { .. }) {
             format!("; run {INSTALL_COMMAND}")
         } else {
             String::new()

@@ -7,6 +7,7 @@ mod dashboard;
 mod gen_taxi;
 mod harness;
 mod harness_selftest;
+mod harness_services;
 mod infra_files;
 mod ipc_pyarrow;
 mod native_chdb;
