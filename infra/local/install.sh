@@ -5,9 +5,13 @@
 #   infra/local/install.sh
 #
 # - Debian packages (apt-get update once, only when something is missing):
-#   clickhouse-server, prometheus, docker-compose (compose validation only),
+#   clickhouse-server, zookeeper + default-jre-headless (the local ClickHouse
+#   cluster's coordinator), prometheus, docker-compose (compose validation only),
 #   the C toolchain rdkafka's bundled librdkafka needs (libssl-dev for its
-#   `ssl` feature), openssl (test certificates), curl, python3-venv.
+#   `ssl` feature), openssl (test certificates), curl, git, python3-venv.
+# - The Parquet test corpus (infra/local/testdata.sh): VELOSTREAM_TEST_DATA, else
+#   ../shared/testdata/parquet-testing beside the repository, else a pinned
+#   shallow clone of apache/parquet-testing; fails at once when none works.
 # - tansu 0.6.0 (Kafka-protocol broker) via `cargo install`, only when
 #   `tansu --version` does not already report 0.6.0. VELOSTREAM_TANSU_DEBUG=1
 #   builds it with --debug (about 6.5 min instead of 13 min on 2 cores).
@@ -35,6 +39,8 @@ trap 'printf "\ninstall.sh: FAILED (exit %s) at line %s: %s\n" "$?" "$LINENO" "$
 # package -> command that proves it is usable (empty: dpkg status only)
 APT_PACKAGES=(
     "clickhouse-server:clickhouse-server"
+    "zookeeper:"
+    "default-jre-headless:java"
     "prometheus:prometheus"
     "docker-compose:docker-compose"
     "gcc:gcc"
@@ -45,6 +51,7 @@ APT_PACKAGES=(
     "libssl-dev:"
     "openssl:openssl"
     "curl:curl"
+    "git:git"
     "ca-certificates:"
     "python3:python3"
     "python3-venv:"
@@ -99,6 +106,11 @@ if ((${#missing[@]} > 0)); then
 else
     info "all present; apt-get not run"
 fi
+
+# ------------------------------------------------------------ test corpus
+
+step "Parquet test corpus (infra/local/testdata.sh)"
+"$REPO_ROOT/infra/local/testdata.sh"
 
 # ------------------------------------------------------------ Rust toolchain
 
@@ -171,4 +183,4 @@ else
 fi
 "$VENV/bin/python" -c 'import pyarrow, confluent_kafka, chdb' || die "venv imports failed (pyarrow, confluent_kafka, chdb)"
 
-step "done: clickhouse-server, prometheus, tansu $TANSU_VERSION and $VENV are ready"
+step "done: clickhouse-server, zookeeper, prometheus, tansu $TANSU_VERSION, the test corpus and $VENV are ready"

@@ -53,6 +53,9 @@ pub enum Action {
     Stop(TargetArgs),
     /// Print the endpoints of running services; exit 1 when one is not running.
     Status(TargetArgs),
+    /// Start services, run COMMAND with their endpoints in its environment,
+    /// then stop what was started; exits with COMMAND's status.
+    Run(RunArgs),
     /// (internal) Stop SERVICE once the owner process exits.
     #[command(hide = true)]
     Watchdog(WatchdogArgs),
@@ -132,6 +135,20 @@ pub struct StartArgs {
     pub replicas: usize,
 }
 
+/// `local run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub start: StartArgs,
+    /// Prefix of the environment variables COMMAND gets: each endpoint line
+    /// `VELOSTREAM_X=v` becomes `<PREFIX>X=v` (e.g. VELOSTREAM_TEST_ for the tests).
+    #[arg(long, default_value = "VELOSTREAM_", value_name = "PREFIX")]
+    pub env_prefix: String,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
 /// `local watchdog` (internal).
 #[derive(Debug, Args)]
 pub struct WatchdogArgs {
@@ -169,18 +186,19 @@ pub fn run(args: LocalArgs) -> Result<()> {
         Action::Start(a) => start(a),
         Action::Stop(a) => handle::stop(&a.service.services(), a.state_dir.as_deref(), true),
         Action::Status(a) => status(a),
+        Action::Run(a) => run_command(a),
         Action::Watchdog(a) => run_watchdog(a),
         Action::TlsProxy(a) => run_tls_proxy(a),
     }
 }
 
-fn start(a: StartArgs) -> Result<()> {
+fn options(a: StartArgs) -> LocalOptions {
     let tls = a.tls_cert.map(|cert| TlsFiles {
         cert,
         key: a.tls_key.unwrap_or_default(),
         client_ca: a.tls_client_ca,
     });
-    let opts = LocalOptions {
+    LocalOptions {
         state_dir: a.target.state_dir,
         owner_pid: a.owner_pid,
         exe: None,
@@ -190,14 +208,43 @@ fn start(a: StartArgs) -> Result<()> {
             shards: a.shards,
             replicas: a.replicas,
         }),
-    };
-    let services = LocalServices::start_verbose(&a.target.service.services(), &opts, true)?;
+    }
+}
+
+fn start(a: StartArgs) -> Result<()> {
+    let services_wanted = a.target.service.services();
+    let services = LocalServices::start_verbose(&services_wanted, &options(a), true)?;
     let endpoints = services.detach();
     print!("{}", endpoints.lines());
     for s in &endpoints.started {
         println!("VELOSTREAM_STARTED={s}");
     }
     Ok(())
+}
+
+/// `local run`: the services die with this process (watchdog), and are
+/// stopped when COMMAND ends; the process exits with COMMAND's status.
+fn run_command(a: RunArgs) -> Result<()> {
+    let services_wanted = a.start.target.service.services();
+    let opts = LocalOptions {
+        owner_pid: Some(std::process::id()),
+        ..options(a.start)
+    };
+    let services = LocalServices::start_verbose(&services_wanted, &opts, true)?;
+    let (program, args) = a.command.split_first().expect("clap requires a command");
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args);
+    for line in services.endpoints().lines().lines() {
+        if let Some((key, value)) = line.split_once('=') {
+            let name = key.strip_prefix("VELOSTREAM_").unwrap_or(key);
+            cmd.env(format!("{}{name}", a.env_prefix), value);
+        }
+    }
+    let status = cmd
+        .status()
+        .map_err(|e| Error::Services(format!("running {program}: {e}")))?;
+    services.stop()?;
+    std::process::exit(status.code().unwrap_or(1))
 }
 
 fn status(a: TargetArgs) -> Result<()> {

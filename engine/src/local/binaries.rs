@@ -95,7 +95,7 @@ pub fn zookeeper() -> Result<PathBuf> {
 fn locate(service: Service, p: &Program) -> Result<PathBuf> {
     let not_installed = |detail: String| Error::NotInstalled {
         service: service.name().to_string(),
-        what: format!("{} ({}){detail}", p.name, p.package),
+        what: format!("{} ({}) is not installed{detail}", p.name, p.package),
     };
     if let Some(path) = std::env::var_os(p.env).filter(|v| !v.is_empty()) {
         let path = PathBuf::from(path);

@@ -61,9 +61,12 @@ pub fn prometheus_ready(port: u16) -> bool {
     matches!(http_get(port, "/-/ready"), Some((200, _)))
 }
 
-/// ZooKeeper answers the four-letter word `ruok` with `imok`.
+/// ZooKeeper answers the four-letter word `ruok` with `imok`, and `stat`
+/// shows it serving requests (`ruok` is answered before the server accepts
+/// sessions; a client connecting then is dropped during its handshake).
 pub fn zookeeper_ruok(port: u16) -> bool {
     exchange(port, b"ruok").is_some_and(|r| r.trim() == "imok")
+        && exchange(port, b"stat").is_some_and(|r| r.contains("Mode: "))
 }
 
 /// A Kafka metadata request to 127.0.0.1:`port` lists at least one broker.
@@ -147,7 +150,8 @@ mod tests {
                 let _ = s.read(&mut buf);
                 let reply: &[u8] = match i {
                     0 => b"imok",
-                    1 => b"HTTP/1.0 200 OK\r\n\r\nOk.\n",
+                    1 => b"Zookeeper version: 3.8\nMode: standalone\n",
+                    2 => b"HTTP/1.0 200 OK\r\n\r\nOk.\n",
                     _ => b"HTTP/1.0 503 Service Unavailable\r\n\r\n",
                 };
                 let _ = s.write_all(reply);
