@@ -103,7 +103,7 @@ fn cli_starts_reuses_reports_and_stops_services() {
     // A second start reuses the healthy instance: same URL, not started.
     let second = velostream(&start, state.path());
     assert!(second.status.success(), "{}", text(&second));
-    assert_eq!(lines(&second)["VELOSTREAM_CLICKHOUSE_URL"], [url.clone()]);
+    assert_eq!(lines(&second)["VELOSTREAM_CLICKHOUSE_URL"][0], url);
     assert!(
         !lines(&second).contains_key("VELOSTREAM_STARTED"),
         "{}",
@@ -115,7 +115,7 @@ fn cli_starts_reuses_reports_and_stops_services() {
         state.path(),
     );
     assert!(status.status.success(), "{}", text(&status));
-    assert_eq!(lines(&status)["VELOSTREAM_CLICKHOUSE_URL"], [url.clone()]);
+    assert_eq!(lines(&status)["VELOSTREAM_CLICKHOUSE_URL"][0], url);
 
     let stop = velostream(
         &["local", "stop", "clickhouse", "--state-dir", s],
