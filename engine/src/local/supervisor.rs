@@ -64,7 +64,7 @@ impl Ctx {
         }
     }
 
-    /// The `velostream` executable that runs helper processes (watchdog,
+    /// The `velostream` executable that runs the side processes (watchdog,
     /// Kafka TLS front): [`LocalOptions::exe`], else this process's
     /// executable when it is `velostream`.
     pub fn exe(&self) -> Result<PathBuf> {

@@ -12,7 +12,7 @@ use crate::harness;
 
 const COMMIT: &str = "1a2a75127be06fc0123f03ebd36c966f7beda27d";
 
-/// `<tmp>/work/repo` holding a copy of the script, `<tmp>/work/shared`
+/// `<tmp>/checkout/repo` holding a copy of the script, `<tmp>/checkout/shared`
 /// beside it (empty), and `<tmp>/bin` for a stubbed `git`.
 struct Layout {
     tmp: tempfile::TempDir,
@@ -21,7 +21,7 @@ struct Layout {
 impl Layout {
     fn new() -> Layout {
         let tmp = tempfile::tempdir().unwrap();
-        let scripts = tmp.path().join("work/repo/infra/local");
+        let scripts = tmp.path().join("checkout/repo/infra/local");
         std::fs::create_dir_all(&scripts).unwrap();
         std::fs::create_dir_all(tmp.path().join("bin")).unwrap();
         std::fs::copy(
@@ -33,11 +33,14 @@ impl Layout {
     }
 
     fn repo(&self) -> PathBuf {
-        self.tmp.path().join("work/repo")
+        self.tmp.path().join("checkout/repo")
     }
 
     fn shared_copy(&self) -> PathBuf {
-        let dir = self.tmp.path().join("work/shared/testdata/parquet-testing");
+        let dir = self
+            .tmp
+            .path()
+            .join("checkout/shared/testdata/parquet-testing");
         std::fs::create_dir_all(dir.join("data")).unwrap();
         dir
     }
