@@ -70,6 +70,13 @@ pub enum Error {
     #[error("local services: {0}")]
     Services(String),
 
+    /// A program a local service needs is not installed (`velostream local`).
+    #[error(
+        "local services: {service}: {what} is not installed; {}",
+        crate::local::INSTALL_HINT
+    )]
+    NotInstalled { service: String, what: String },
+
     /// A benchmark or pipeline validation failed.
     #[error("validation failed: {0}")]
     Validation(String),

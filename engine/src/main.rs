@@ -24,6 +24,7 @@ fn main() -> std::process::ExitCode {
             eprintln!("error: {e}");
             match e {
                 velostream::Error::Interrupted(_) => std::process::ExitCode::from(130),
+                velostream::Error::NotInstalled { .. } => std::process::ExitCode::from(3),
                 _ => std::process::ExitCode::FAILURE,
             }
         }

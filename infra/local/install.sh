@@ -5,9 +5,13 @@
 #   infra/local/install.sh
 #
 # - Debian packages (apt-get update once, only when something is missing):
-#   clickhouse-server, prometheus, docker-compose (compose validation only),
+#   clickhouse-server, zookeeper + default-jre-headless (the local ClickHouse
+#   cluster's coordinator), prometheus, docker-compose (compose validation only),
 #   the C toolchain rdkafka's bundled librdkafka needs (libssl-dev for its
-#   `ssl` feature), openssl (test certificates), curl, python3-venv.
+#   `ssl` feature), openssl (test certificates), curl, git, python3-venv.
+# - The Parquet test corpus (infra/local/testdata.sh): VELOSTREAM_TEST_DATA, else
+#   ../shared/testdata/parquet-testing beside the repository, else a pinned
+#   shallow clone of apache/parquet-testing; fails at once when none works.
 # - tansu 0.6.0 (Kafka-protocol broker) via `cargo install`, only when
 #   `tansu --version` does not already report 0.6.0. VELOSTREAM_TANSU_DEBUG=1
 #   builds it with --debug (about 6.5 min instead of 13 min on 2 cores).
@@ -48,6 +52,8 @@ trap 'printf "\ninstall.sh: FAILED (exit %s) at line %s: %s\n" "$?" "$LINENO" "$
 # package -> command that proves it is usable (empty: dpkg status only)
 APT_PACKAGES=(
     "clickhouse-server:clickhouse-server"
+    "zookeeper:"
+    "default-jre-headless:java"
     "prometheus:prometheus"
     "docker-compose:docker-compose"
     "gcc:gcc"
@@ -58,6 +64,7 @@ APT_PACKAGES=(
     "libssl-dev:"
     "openssl:openssl"
     "curl:curl"
+    "git:git"
     "ca-certificates:"
     "python3:python3"
     "python3-venv:"
@@ -112,6 +119,11 @@ if ((${#missing[@]} > 0)); then
 else
     info "all present; apt-get not run"
 fi
+
+# ------------------------------------------------------------ test corpus
+
+step "Parquet test corpus (infra/local/testdata.sh)"
+"$REPO_ROOT/infra/local/testdata.sh"
 
 # ------------------------------------------------------------ Rust toolchain
 
@@ -182,7 +194,7 @@ else
     requirements_satisfied || die "pip install finished but $REQUIREMENTS is still not satisfied"
     info "ok       requirements installed"
 fi
-"$VENV/bin/python" -c 'import pyarrow, confluent_kafka, chdb' || die "venv imports failed (pyarrow, confluent_kafka, chdb)"
+"$VENV/bin/python" -c 'import pyarrow, confluent_kafka, chdb, polars, duckdb' || die "venv imports failed (pyarrow, confluent_kafka, chdb, polars, duckdb)"
 
 # ------------------------------------------------------------ Airflow venv (--airflow)
 
@@ -205,4 +217,4 @@ if ((AIRFLOW)); then
     fi
 fi
 
-step "done: clickhouse-server, prometheus, tansu $TANSU_VERSION and $VENV are ready"
+step "done: clickhouse-server, zookeeper, prometheus, tansu $TANSU_VERSION, the test corpus and $VENV are ready"

@@ -6,6 +6,7 @@ pub mod completions;
 pub mod config_file;
 pub mod consume;
 pub mod gen;
+pub mod local;
 pub mod produce;
 pub mod provision;
 mod signals;
@@ -72,6 +73,9 @@ pub enum Command {
     Completions(completions::CompletionsArgs),
     /// Print the manual page (roff), generated from these definitions.
     Man(completions::ManArgs),
+    /// Start, stop or inspect local services (Kafka, ClickHouse, ZooKeeper, a
+    /// ClickHouse cluster, Prometheus) without Docker.
+    Local(local::LocalArgs),
 }
 
 impl Cli {
@@ -105,5 +109,6 @@ pub fn run(cli: Cli) -> crate::Result<()> {
         Command::Status(a) => status::run(a),
         Command::Completions(a) => completions::run_completions(a),
         Command::Man(a) => completions::run_man(a),
+        Command::Local(a) => local::run(a),
     }
 }

@@ -20,10 +20,7 @@ use crate::harness::{self, ch_query, ch_try_query, TestDb};
 #[test]
 fn local_services_second_start_reuses_and_stop_stops() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = LocalOptions {
-        state_dir: Some(dir.path().to_path_buf()),
-        owner_pid: Some(std::process::id()),
-    };
+    let opts = harness::local_options(dir.path().to_path_buf());
     let first = LocalServices::start(&[Service::ClickHouse], &opts).unwrap();
     assert_eq!(first.started(), &[Service::ClickHouse]);
     let url = first.endpoints().clickhouse_url.clone().unwrap();
@@ -63,10 +60,7 @@ fn stale_pid_file_is_replaced() {
     std::fs::create_dir_all(dir.path().join("clickhouse")).unwrap();
     // A pid that cannot be a live clickhouse-server: beyond pid_max.
     std::fs::write(dir.path().join("clickhouse/pid"), "999999999\n").unwrap();
-    let opts = LocalOptions {
-        state_dir: Some(dir.path().to_path_buf()),
-        owner_pid: Some(std::process::id()),
-    };
+    let opts = harness::local_options(dir.path().to_path_buf());
     let services = LocalServices::start(&[Service::ClickHouse], &opts).unwrap();
     assert_eq!(services.started(), &[Service::ClickHouse]);
     let url = services.endpoints().clickhouse_url.clone().unwrap();
@@ -161,7 +155,7 @@ fn unique_names_are_distinct_and_sql_safe() {
 #[test]
 fn paths_point_into_the_repository() {
     assert!(harness::repo_root()
-        .join("infra/local/services.sh")
+        .join("infra/local/install.sh")
         .is_file());
     assert!(harness::venv_python().exists());
     assert!(harness::shared_testdata().join("data").is_dir());
@@ -208,8 +202,8 @@ fn services_stop_when_their_owner_process_exits() {
         .spawn()
         .unwrap();
     let opts = LocalOptions {
-        state_dir: Some(dir.path().to_path_buf()),
         owner_pid: Some(owner.id()),
+        ..harness::local_options(dir.path().to_path_buf())
     };
     let services = LocalServices::start(&[Service::Prometheus], &opts).unwrap();
     let url = services.endpoints().prometheus_url.clone().unwrap();

@@ -99,7 +99,7 @@ fn prometheus_configs_pass_promtool() {
 }
 
 #[test]
-fn local_prometheus_config_generated_by_services_sh_passes_promtool() {
+fn local_prometheus_config_generated_by_velostream_local_passes_promtool() {
     let url = harness::prometheus_url();
     // The config of the Prometheus the harness uses, read back from the server.
     let body = harness::http::get_ok(&format!("{url}/api/v1/status/config"))
@@ -119,6 +119,12 @@ fn clickhouse_config_files_are_well_formed_xml() {
     let files = [
         infra().join("clickhouse/config.d/velostream.xml"),
         infra().join("clickhouse/users.d/velostream.xml"),
+        infra().join("clickhouse/local/config.xml"),
+        infra().join("clickhouse/local/users.xml"),
+        infra().join("clickhouse/local/https.xml"),
+        infra().join("clickhouse/cluster/replica.xml"),
+        infra().join("clickhouse/cluster/remote_servers.xml"),
+        infra().join("clickhouse/keeper/keeper.xml"),
     ];
     let script = "import sys, xml.etree.ElementTree as ET\n\
                   for f in sys.argv[1:]:\n    root = ET.parse(f).getroot()\n    \
@@ -158,4 +164,77 @@ fn clickhouse_init_sql_runs_on_a_real_server() {
         ),
         "1\n"
     );
+}
+
+/// The `cluster` profile: Keeper and 2 shards x 2 replicas that mount the
+/// same config templates as the local cluster, each with its own macros.
+#[test]
+fn compose_cluster_profile_is_valid_and_shares_the_cluster_templates() {
+    let resolved = run(
+        "docker-compose",
+        &[
+            "-f",
+            "infra/docker-compose.yml",
+            "--profile",
+            "cluster",
+            "config",
+        ],
+    );
+    let keeper = resolved
+        .lines()
+        .find(|l| l.contains("clickhouse/clickhouse-keeper:"))
+        .expect("a ClickHouse Keeper image");
+    assert!(!keeper.ends_with(":latest"), "{keeper}: pin a real tag");
+    for (server, shard) in [
+        ("ch-s1r1", "s1"),
+        ("ch-s1r2", "s1"),
+        ("ch-s2r1", "s2"),
+        ("ch-s2r2", "s2"),
+    ] {
+        let header = format!("  {server}:");
+        let block: String = resolved
+            .lines()
+            .skip_while(|l| *l != header)
+            .skip(1)
+            .take_while(|l| l.starts_with("   "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(!block.is_empty(), "no service {server}:\n{resolved}");
+        for needle in [
+            format!("VELOSTREAM_SHARD: {shard}"),
+            format!("VELOSTREAM_REPLICA: {}", &server[3..]),
+            format!("VELOSTREAM_INTERSERVER_HOST: {server}"),
+            "VELOSTREAM_ZOOKEEPER_HOST: keeper".to_string(),
+            "/clickhouse/cluster/replica.xml:/etc/clickhouse-server/config.d/replica.xml"
+                .to_string(),
+            "/clickhouse/cluster/remote_servers.xml:".to_string(),
+            "/clickhouse/config.d/velostream.xml:".to_string(),
+            "- cluster".to_string(),
+        ] {
+            assert!(
+                block.contains(&needle),
+                "{server} lacks {needle:?}:\n{block}"
+            );
+        }
+    }
+    // The shared template names exactly the variables the compose file sets.
+    let replica = std::fs::read_to_string(infra().join("clickhouse/cluster/replica.xml")).unwrap();
+    for var in [
+        "VELOSTREAM_SHARD",
+        "VELOSTREAM_REPLICA",
+        "VELOSTREAM_INTERSERVER_HOST",
+        "VELOSTREAM_INTERSERVER_PORT",
+        "VELOSTREAM_ZOOKEEPER_HOST",
+        "VELOSTREAM_ZOOKEEPER_PORT",
+    ] {
+        assert!(
+            replica.contains(&format!("from_env=\"{var}\"")),
+            "replica.xml lacks {var}"
+        );
+        assert_eq!(
+            resolved.matches(&format!("{var}:")).count(),
+            4,
+            "{var} in the compose file"
+        );
+    }
 }

@@ -994,10 +994,7 @@ fn broker_dying_mid_run_is_a_delivery_error_not_a_hang() {
     let state = tempfile::tempdir().expect("tempdir");
     let services = velostream::local::LocalServices::start(
         &[velostream::local::Service::Kafka],
-        &velostream::local::LocalOptions {
-            state_dir: Some(state.path().to_path_buf()),
-            owner_pid: Some(std::process::id()),
-        },
+        &crate::harness::local_options(state.path().to_path_buf()),
     )
     .expect("start a private tansu");
     let brokers = services.endpoints().brokers.clone().expect("brokers");
@@ -1039,7 +1036,7 @@ fn broker_dying_mid_run_is_a_delivery_error_not_a_hang() {
         stopped_at > 0,
         "no rows acknowledged before the broker was stopped"
     );
-    // SIGKILL the private broker at once (its pid file from services.sh).
+    // SIGKILL the private broker at once (its pid file in the state directory).
     let pid_file = state.path().join("kafka/pid");
     let pid: u32 = std::fs::read_to_string(&pid_file)
         .unwrap_or_else(|e| panic!("{}: {e}", pid_file.display()))

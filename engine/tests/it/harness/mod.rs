@@ -45,3 +45,4 @@ pub use paths::{free_port, repo_root, shared_testdata, unique_name, venv_python}
 pub use prometheus::{prom_query, prom_query_range, scrape, wait_for_scrape};
 pub use services::{clickhouse_url, kafka_brokers, prometheus_url, INSTALL_COMMAND};
 pub use tls::tls_services;
+pub use crate::harness_services::*;

@@ -16,14 +16,40 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The shared Parquet test files (read-only): `VELOSTREAM_TEST_DATA`, else
-/// `<repo>/../shared/testdata/parquet-testing` (with `data/` and `bad_data/`).
+/// The Parquet test corpus (read-only, with `data/` and `bad_data/`):
+/// `VELOSTREAM_TEST_DATA`, else where the install step recorded it
+/// (`<repo>/.velostream/testdata.path`, written by `infra/local/testdata.sh`,
+/// which is run here once when the record is missing).
 pub fn shared_testdata() -> PathBuf {
-    if let Some(dir) = std::env::var_os("VELOSTREAM_TEST_DATA") {
-        return PathBuf::from(dir);
-    }
-    let dir = repo_root().join("../shared/testdata/parquet-testing");
-    dir.canonicalize().unwrap_or(dir)
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("VELOSTREAM_TEST_DATA") {
+            return PathBuf::from(dir);
+        }
+        let record = repo_root().join(".velostream/testdata.path");
+        if !record.is_file() {
+            let script = repo_root().join("infra/local/testdata.sh");
+            let out = std::process::Command::new("bash")
+                .arg(&script)
+                .output()
+                .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+            assert!(
+                out.status.success(),
+                "no Parquet test corpus ({}):\n{}",
+                script.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let text = std::fs::read_to_string(&record).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; run {}",
+                record.display(),
+                super::services::INSTALL_COMMAND
+            )
+        });
+        PathBuf::from(text.trim())
+    })
+    .clone()
 }
 
 /// `<repo>/.venv/bin/python`; panics with the install command if missing.

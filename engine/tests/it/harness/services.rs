@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use velostream::local::{LocalOptions, LocalServices, Service};
+use velostream::local::{LocalServices, Service};
 
 /// The command that installs every service binary.
 pub const INSTALL_COMMAND: &str = "infra/local/install.sh";
@@ -38,12 +38,16 @@ type Slot = OnceLock<Result<Started, Unavailable>>;
 static KAFKA: Slot = OnceLock::new();
 static CLICKHOUSE: Slot = OnceLock::new();
 static PROMETHEUS: Slot = OnceLock::new();
+static ZOOKEEPER: Slot = OnceLock::new();
+static CLICKHOUSE_CLUSTER: Slot = OnceLock::new();
 
 fn slot(service: Service) -> &'static Slot {
     match service {
         Service::Kafka => &KAFKA,
         Service::ClickHouse => &CLICKHOUSE,
         Service::Prometheus => &PROMETHEUS,
+        Service::ZooKeeper => &ZOOKEEPER,
+        Service::ClickHouseCluster => &CLICKHOUSE_CLUSTER,
     }
 }
 
@@ -52,6 +56,8 @@ fn env_var(service: Service) -> &'static str {
         Service::Kafka => "VELOSTREAM_TEST_BROKERS",
         Service::ClickHouse => "VELOSTREAM_TEST_CLICKHOUSE_URL",
         Service::Prometheus => "VELOSTREAM_TEST_PROMETHEUS_URL",
+        Service::ZooKeeper => "VELOSTREAM_TEST_ZOOKEEPER",
+        Service::ClickHouseCluster => "VELOSTREAM_TEST_CLICKHOUSE_CLUSTER_URLS",
     }
 }
 
@@ -88,10 +94,7 @@ fn init(service: Service) -> Result<Started, Unavailable> {
         });
     }
     remove_stale_state_dirs();
-    let opts = LocalOptions {
-        state_dir: Some(state_dir()),
-        owner_pid: Some(std::process::id()),
-    };
+    let opts = crate::harness_services::local_options(state_dir());
     let t0 = Instant::now();
     match LocalServices::start(&[service], &opts) {
         Ok(handle) => {
@@ -101,6 +104,10 @@ fn init(service: Service) -> Result<Started, Unavailable> {
                 Service::Kafka => endpoints.brokers,
                 Service::ClickHouse => endpoints.clickhouse_url,
                 Service::Prometheus => endpoints.prometheus_url,
+                Service::ZooKeeper => endpoints.zookeeper,
+                Service::ClickHouseCluster => endpoints
+                    .clickhouse_cluster_urls
+                    .map(|u| velostream::local::output::format_shard_urls(&u)),
             }
             .expect("velostream::local returns the endpoint of a started service");
             eprintln!(
@@ -113,7 +120,7 @@ fn init(service: Service) -> Result<Started, Unavailable> {
         Err(e) => {
             let message = e.to_string();
             Err(Unavailable {
-                not_installed: message.contains("not installed"),
+                not_installed: matches!(e, velostream::Error::NotInstalled { .. }),
                 message,
             })
         }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use velostream::local::{LocalOptions, LocalServices, Service, TlsFiles};
+use velostream::local::{LocalServices, Service, TlsFiles};
 
 use super::services::{remove_stale_state_dirs, state_dir, INSTALL_COMMAND};
 
@@ -96,7 +96,7 @@ fn start_tls_services() -> Result<TlsServices, String> {
         "-extfile",
         &p(&ext),
     ])?;
-    // ClickHouse merges users.d/*.xml into the users.xml that services.sh writes.
+    // ClickHouse merges users.d/*.xml into the users.xml that `velostream local` writes.
     let clickhouse_user = "vs_secure".to_string();
     let clickhouse_password = format!("vs-planted-CHTLS-{}", std::process::id());
     let users_d = state_dir().join("tls/clickhouse/users.d");
@@ -118,10 +118,7 @@ fn start_tls_services() -> Result<TlsServices, String> {
         make_client_cert(&pki, "client", "ca", Some(&client_key_password))?;
     let (other_client_cert, other_client_key) =
         make_client_cert(&pki, "other-client", "other-ca", None)?;
-    let opts = LocalOptions {
-        state_dir: Some(state_dir().join("tls")),
-        owner_pid: Some(std::process::id()),
-    };
+    let opts = crate::harness_services::local_options(state_dir().join("tls"));
     let t0 = Instant::now();
     let handle = LocalServices::start_with_tls(
         &[Service::Kafka, Service::ClickHouse],
@@ -133,7 +130,7 @@ fn start_tls_services() -> Result<TlsServices, String> {
         },
     )
     .map_err(|e| {
-        let hint = if e.to_string().contains("not installed") {
+        let hint = if matches!(e, velostream::Error::NotInstalled { .. }) {
             format!("; run {INSTALL_COMMAND}")
         } else {
             String::new()
