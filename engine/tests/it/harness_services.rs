@@ -20,7 +20,8 @@ use velostream::local::{
     CLUSTER_NAME,
 };
 
-use crate::harness::{state_dir, INSTALL_COMMAND};
+use crate::harness::services::state_dir;
+use crate::harness::INSTALL_COMMAND;
 
 /// Options for services started by this test process: its own pid as the
 /// watchdog's owner, and the `velostream` binary of this build running the
