@@ -80,17 +80,33 @@ pub struct CreateTable<'a> {
     pub if_not_exists: bool,
 }
 
+/// The engine of a created table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TableEngine {
+    /// `MergeTree`.
+    MergeTree,
+    /// `ReplicatedMergeTree('/clickhouse/tables/{shard}/<db>.<table>', '{replica}')`:
+    /// the ZooKeeper path and replica name come from each server's `macros`.
+    ReplicatedMergeTree,
+}
+
 impl CreateTable<'_> {
-    /// Renders the statement. Refuses empty or duplicate column names, an
-    /// empty column list, and sorting keys that are not columns.
+    /// Renders the statement with `ENGINE = MergeTree`. Refuses empty or
+    /// duplicate column names, an empty column list, and sorting keys that
+    /// are not columns.
     pub fn to_sql(&self) -> Result<String> {
-        self.to_sql_with_comments(&[])
+        self.render(&TableEngine::MergeTree, &[])
     }
 
     /// Like [`CreateTable::to_sql`], with `COMMENT '...'` on the columns
     /// named in `comments` (`(column, comment)`, for example from
     /// `mapping::table_comments`); comments for other names are ignored.
     pub fn to_sql_with_comments(&self, comments: &[(String, String)]) -> Result<String> {
+        self.render(&TableEngine::MergeTree, comments)
+    }
+
+    /// The statement with `engine` and column `comments`.
+    pub fn render(&self, engine: &TableEngine, comments: &[(String, String)]) -> Result<String> {
         let table = qualified_table(self.database, self.table)?;
         if self.columns.is_empty() {
             return Err(CodecError::SchemaMismatch(format!(
@@ -122,7 +138,21 @@ impl CreateTable<'_> {
                 .unwrap_or_default();
             let _ = writeln!(sql, "    {} {ty}{comment}{sep}", quote_ident(name)?);
         }
-        sql.push_str(")\nENGINE = MergeTree\nORDER BY ");
+        match engine {
+            TableEngine::MergeTree => sql.push_str(")\nENGINE = MergeTree\nORDER BY "),
+            TableEngine::ReplicatedMergeTree => {
+                let path = format!(
+                    "/clickhouse/tables/{{shard}}/{}.{}",
+                    self.database.unwrap_or("default"),
+                    self.table
+                );
+                let _ = write!(
+                    sql,
+                    ")\nENGINE = ReplicatedMergeTree({}, '{{replica}}')\nORDER BY ",
+                    quote_string(&path)
+                );
+            }
+        }
         if self.order_by.is_empty() {
             sql.push_str("tuple()");
         } else {
@@ -146,9 +176,64 @@ impl CreateTable<'_> {
     }
 }
 
+/// `CREATE TABLE IF NOT EXISTS <distributed> AS <local> ENGINE =
+/// Distributed(<cluster>, <db>, <local>, rand())`: a table that reads (and
+/// would spread inserts) across every shard of `cluster`.
+pub fn create_distributed(
+    cluster: &str,
+    database: &str,
+    local: &str,
+    distributed: &str,
+) -> Result<String> {
+    if cluster.is_empty() {
+        return Err(CodecError::Identifier {
+            ident: String::new(),
+            reason: "the cluster name must not be empty".into(),
+        });
+    }
+    Ok(format!(
+        "CREATE TABLE IF NOT EXISTS {} AS {} ENGINE = Distributed({}, {}, {}, rand())",
+        qualified_table(Some(database), distributed)?,
+        qualified_table(Some(database), local)?,
+        quote_string(cluster),
+        quote_string(database),
+        quote_string(local)
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replicated_and_distributed_tables() {
+        let cols = vec![("id".to_string(), ChType::UInt64)];
+        let ct = CreateTable {
+            database: Some("d'b"),
+            table: "t",
+            columns: &cols,
+            order_by: &[],
+            if_not_exists: true,
+        };
+        let sql = ct.render(&TableEngine::ReplicatedMergeTree, &[]).unwrap();
+        assert!(
+            sql.contains(
+                "ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/d\\'b.t', '{replica}')"
+            ),
+            "{sql}"
+        );
+        assert_eq!(
+            ct.to_sql().unwrap(),
+            ct.render(&TableEngine::MergeTree, &[]).unwrap()
+        );
+        let d = create_distributed("velostream", "db", "t", "t_distributed").unwrap();
+        assert_eq!(
+            d,
+            "CREATE TABLE IF NOT EXISTS `db`.`t_distributed` AS `db`.`t` ENGINE = \
+             Distributed('velostream', 'db', 't', rand())"
+        );
+        assert!(create_distributed("", "db", "t", "u").is_err());
+    }
 
     #[test]
     fn quoting() {

@@ -8,6 +8,7 @@
 //! | `velostream.file`       | source file (optional)                |
 //! | `velostream.row_group`  | source row group, decimal (optional)  |
 //! | `velostream.slice`      | slice within the row group (optional) |
+//! | `velostream.file_id`    | fingerprint of the source file, 16 hex digits (optional) |
 //!
 //! Headers are optional on input: a message without any `velostream.*`
 //! header (for example one written by pyarrow and confluent-kafka) is valid
@@ -27,6 +28,7 @@ pub const H_ROWS: &str = "velostream.rows";
 pub const H_FILE: &str = "velostream.file";
 pub const H_ROW_GROUP: &str = "velostream.row_group";
 pub const H_SLICE: &str = "velostream.slice";
+pub const H_FILE_ID: &str = "velostream.file_id";
 
 /// Where a message's rows came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,6 +39,16 @@ pub struct SourceId {
     pub row_group: u32,
     /// Slice index within the row group.
     pub slice: u32,
+    /// Fingerprint of the file's contents ([`fnv1a64`] of its length and
+    /// footer), stable across paths and runs; `None` when not known.
+    pub file_id: Option<u64>,
+}
+
+impl SourceId {
+    /// The slice as one number: `row_group << 32 | slice`.
+    pub fn slice_key(&self) -> u64 {
+        (u64::from(self.row_group) << 32) | u64::from(self.slice)
+    }
 }
 
 /// Metadata of one message.
@@ -77,6 +89,9 @@ impl Envelope {
             h.push((H_FILE, s.file.clone().into_bytes()));
             h.push((H_ROW_GROUP, s.row_group.to_string().into_bytes()));
             h.push((H_SLICE, s.slice.to_string().into_bytes()));
+            if let Some(id) = s.file_id {
+                h.push((H_FILE_ID, format!("{id:016x}").into_bytes()));
+            }
         }
         h
     }
@@ -93,6 +108,7 @@ impl Envelope {
         let mut file = None;
         let mut row_group = None;
         let mut slice = None;
+        let mut file_id = None;
         let mut any = false;
         for (name, value) in headers {
             if !name.starts_with("velostream.") {
@@ -105,15 +121,8 @@ impl Envelope {
             };
             match name {
                 H_VERSION => version = Some(parse_num::<u32>(name, text()?)?),
-                H_SCHEMA => {
-                    let t = text()?;
-                    if t.len() != 16 {
-                        return Err(bad(name, "must be 16 hex digits"));
-                    }
-                    schema = Some(
-                        u64::from_str_radix(t, 16).map_err(|_| bad(name, "is not hexadecimal"))?,
-                    );
-                }
+                H_SCHEMA => schema = Some(parse_hex16(name, text()?)?),
+                H_FILE_ID => file_id = Some(parse_hex16(name, text()?)?),
                 H_ROWS => rows = Some(parse_num::<u64>(name, text()?)?),
                 H_FILE => file = Some(text()?.to_string()),
                 H_ROW_GROUP => row_group = Some(parse_num::<u32>(name, text()?)?),
@@ -137,6 +146,7 @@ impl Envelope {
                 file,
                 row_group,
                 slice,
+                file_id,
             }),
             (None, None, None) => None,
             _ => return Err(bad(H_FILE, "source headers must come together")),
@@ -148,6 +158,14 @@ impl Envelope {
             source,
         }))
     }
+}
+
+/// A 64-bit value written as exactly 16 hex digits.
+fn parse_hex16(name: &str, t: &str) -> Result<u64> {
+    if t.len() != 16 {
+        return Err(bad(name, "must be 16 hex digits"));
+    }
+    u64::from_str_radix(t, 16).map_err(|_| bad(name, "is not hexadecimal"))
 }
 
 fn bad(header: &str, reason: &str) -> CodecError {
@@ -231,6 +249,11 @@ fn canonical_type(t: &DataType, out: &mut String) {
     }
 }
 
+/// FNV-1a, 64 bits: the project's stable, dependency-free fingerprint.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    fnv1a(bytes)
+}
+
 fn fnv1a(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in bytes {
@@ -264,6 +287,13 @@ mod tests {
                 file: "data/yellow 2023-01.parquet".into(),
                 row_group: 3,
                 slice: 7,
+                file_id: None,
+            }),
+            Some(SourceId {
+                file: "b.parquet".into(),
+                row_group: 0,
+                slice: 1,
+                file_id: Some(0x0123_4567_89ab_cdef),
             }),
         ] {
             let e = Envelope::new(&schema(), 12345, source);
@@ -301,6 +331,27 @@ mod tests {
         ];
         let err = Envelope::from_headers(hs).unwrap_err().to_string();
         assert!(err.contains("velostream.rows"), "{err}");
+        let hs = [
+            (H_VERSION, Some(&b"1"[..])),
+            (H_SCHEMA, Some(&b"0000000000000001"[..])),
+            (H_ROWS, Some(&b"5"[..])),
+            (H_FILE_ID, Some(&b"12"[..])),
+        ];
+        let err = Envelope::from_headers(hs).unwrap_err().to_string();
+        assert!(err.contains("velostream.file_id"), "{err}");
+    }
+
+    #[test]
+    fn slice_key_orders_row_group_before_slice() {
+        let s = |row_group, slice| SourceId {
+            file: String::new(),
+            row_group,
+            slice,
+            file_id: None,
+        };
+        assert_eq!(s(0, 0).slice_key(), 0);
+        assert_eq!(s(1, 2).slice_key(), (1 << 32) | 2);
+        assert!(s(1, 0).slice_key() > s(0, u32::MAX).slice_key());
     }
 
     #[test]

@@ -35,6 +35,20 @@ pub const CONSUMER_RETRIES: &str = "velostream_consumer_retries_total";
 pub const CONSUMER_DEAD_LETTERS: &str = "velostream_consumer_dead_letter_messages_total";
 pub const CONSUMER_LAG_MESSAGES: &str = "velostream_consumer_lag_messages";
 pub const CONSUMER_LAG_ROWS: &str = "velostream_consumer_lag_rows";
+/// Bytes the consumer holds (decoded messages queued, gathered and in
+/// flight, encoded insert bodies): bounded by `--max-buffered-bytes`.
+pub const CONSUMER_BUFFERED_BYTES: &str = "velostream_consumer_buffered_bytes";
+/// Inserts the server refused as too large (memory limit of the query, too
+/// many partitions) and that were split in two.
+pub const CONSUMER_INSERT_SPLITS: &str = "velostream_consumer_insert_splits_total";
+/// Inserts whose outcome was unknown (timeout, reset, server crash) and that
+/// were checked against the table (exactly-once).
+pub const CONSUMER_UNKNOWN_OUTCOMES: &str = "velostream_consumer_unknown_outcomes_total";
+/// Inserts moved to another replica of their shard, per shard.
+pub const CONSUMER_FAILOVERS: &str = "velostream_consumer_failovers_total";
+/// Partly stored inserts that were deleted before being sent again
+/// (exactly-once), after an unknown outcome or on assignment.
+pub const CONSUMER_REPAIRS: &str = "velostream_consumer_repairs_total";
 
 // Bench.
 /// Rows counted in the target ClickHouse table by the bench's poller.
@@ -62,6 +76,11 @@ pub const ALL: &[&str] = &[
     CONSUMER_DEAD_LETTERS,
     CONSUMER_LAG_MESSAGES,
     CONSUMER_LAG_ROWS,
+    CONSUMER_BUFFERED_BYTES,
+    CONSUMER_INSERT_SPLITS,
+    CONSUMER_UNKNOWN_OUTCOMES,
+    CONSUMER_REPAIRS,
+    CONSUMER_FAILOVERS,
     CLICKHOUSE_ROWS,
 ];
 

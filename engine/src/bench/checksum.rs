@@ -54,6 +54,29 @@ pub struct Checksum {
     pub columns: BTreeMap<String, ColumnSum>,
 }
 
+impl Checksum {
+    /// Adds `other` (the same columns over other rows, e.g. another shard).
+    pub fn merge(&mut self, other: &Checksum) {
+        self.rows += other.rows;
+        for (name, o) in &other.columns {
+            match self.columns.get_mut(name) {
+                Some(c) => {
+                    c.nulls += o.nulls;
+                    c.sum = match (c.sum, o.sum) {
+                        (Sum::Int(a), Sum::Int(b)) => Sum::Int(a.wrapping_add(b)),
+                        (Sum::UInt(a), Sum::UInt(b)) => Sum::UInt(a.wrapping_add(b)),
+                        (Sum::Float(a), Sum::Float(b)) => Sum::Float(a + b),
+                        (a, _) => a,
+                    };
+                }
+                None => {
+                    self.columns.insert(name.clone(), *o);
+                }
+            }
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 enum Kind {
     Int,

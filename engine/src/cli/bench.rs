@@ -146,7 +146,12 @@ impl BenchArgs {
     /// The ClickHouse settings, or `None` for the local clickhouse-server
     /// (credentials without `--clickhouse-url` are refused, like for Kafka).
     pub fn clickhouse(&self) -> Result<Option<crate::clickhouse::ClickHouseConfig>> {
-        if !self.clickhouse.clickhouse_url.trim().is_empty() {
+        if self
+            .clickhouse
+            .clickhouse_url
+            .iter()
+            .any(|u| !u.trim().is_empty())
+        {
             return Ok(Some(self.clickhouse.config()));
         }
         let set = self.clickhouse.credential_flags_set();

@@ -385,7 +385,7 @@ mod tests {
         let c = consume(cli);
         assert_eq!(c.kafka.brokers, "10.0.0.1:9092");
         assert_eq!(c.topic, "consume-topic");
-        assert_eq!(c.clickhouse.clickhouse_url, "http://10.0.0.2:8123");
+        assert_eq!(c.clickhouse.clickhouse_url, ["http://10.0.0.2:8123"]);
         assert_eq!(
             c.clickhouse.clickhouse_password.as_deref(),
             Some("file-secret")

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::clickhouse::{ClickHouseConfig, InsertCompression, Secret, TableRef};
+use crate::clickhouse::{ClickHouseConfig, InsertCompression, Secret, TableRef, Topology};
 use crate::consumer::{self, ConsumerConfig};
 use crate::kafka::KafkaArgs;
 use crate::producer::MessageFormat;
@@ -15,9 +15,24 @@ use crate::{Error, Result};
 /// password is redacted in `Debug`.
 #[derive(Clone, clap::Args)]
 pub struct ClickHouseArgs {
-    /// ClickHouse HTTP(S) endpoint, e.g. http://127.0.0.1:8123 or https://HOST:8443 (no credentials in the URL).
-    #[arg(long, env = "VELOSTREAM_CLICKHOUSE_URL")]
-    pub clickhouse_url: String,
+    /// ClickHouse HTTP(S) endpoint, e.g. http://127.0.0.1:8123 or https://HOST:8443 (no
+    /// credentials in the URL). For a cluster, repeat it once per shard and give a shard's
+    /// replicas comma-separated: --clickhouse-url http://a1:8123,http://a2:8123
+    /// --clickhouse-url http://b1:8123 (in the environment variable: shards separated by
+    /// spaces). Kafka partition p is inserted into shard p mod shards.
+    #[arg(
+        long,
+        env = "VELOSTREAM_CLICKHOUSE_URL",
+        value_delimiter = ' ',
+        required = true
+    )]
+    pub clickhouse_url: Vec<String>,
+
+    /// The servers' cluster (`remote_servers`) name: checked against the URLs at start, and
+    /// --create-table then creates the table on every server (ReplicatedMergeTree where a
+    /// shard has replicas) plus `<table>_distributed` (Distributed) for reads.
+    #[arg(long, env = "VELOSTREAM_CLICKHOUSE_CLUSTER", value_name = "NAME")]
+    pub cluster: Option<String>,
 
     /// ClickHouse user.
     #[arg(long, env = "VELOSTREAM_CLICKHOUSE_USER")]
@@ -35,12 +50,19 @@ pub struct ClickHouseArgs {
     /// saves the CPU of compressing and decompressing on the same cores.
     #[arg(long, default_value = "lz4", value_parser = ["lz4", "none"])]
     pub clickhouse_compression: String,
+
+    /// Time limit of every ClickHouse request, in seconds. An insert that
+    /// has no answer by then has an unknown outcome (with --exactly-once the
+    /// table is asked before anything is sent again).
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    pub clickhouse_timeout: f64,
 }
 
 impl std::fmt::Debug for ClickHouseArgs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClickHouseArgs")
             .field("clickhouse_url", &self.clickhouse_url)
+            .field("cluster", &self.cluster)
             .field("clickhouse_user", &self.clickhouse_user)
             .field(
                 "clickhouse_password",
@@ -48,14 +70,26 @@ impl std::fmt::Debug for ClickHouseArgs {
             )
             .field("clickhouse_ca_cert", &self.clickhouse_ca_cert)
             .field("clickhouse_compression", &self.clickhouse_compression)
+            .field("clickhouse_timeout", &self.clickhouse_timeout)
             .finish()
     }
 }
 
 impl ClickHouseArgs {
-    /// The client configuration.
+    /// The shards and replicas given.
+    pub fn topology(&self) -> Result<Topology> {
+        Topology::parse(&self.clickhouse_url)
+    }
+
+    /// The client configuration of the first server (the others differ only
+    /// by URL: see [`Topology::configs`]).
     pub fn config(&self) -> ClickHouseConfig {
-        let mut c = ClickHouseConfig::new(self.clickhouse_url.clone());
+        let first = self
+            .topology()
+            .ok()
+            .map(|t| t.shards[0][0].clone())
+            .unwrap_or_default();
+        let mut c = ClickHouseConfig::new(first);
         c.user = self.clickhouse_user.clone();
         c.password = self.clickhouse_password.clone().map(Secret::new);
         c.ca_cert = self.clickhouse_ca_cert.clone();
@@ -64,6 +98,12 @@ impl ClickHouseArgs {
         } else {
             InsertCompression::Lz4
         };
+        if self.clickhouse_timeout.is_finite() && self.clickhouse_timeout > 0.0 {
+            c.timeout = std::time::Duration::from_secs_f64(self.clickhouse_timeout);
+        } else {
+            // Refused by ClickHouseConfig::validate with a clear message.
+            c.timeout = std::time::Duration::ZERO;
+        }
         c
     }
 
@@ -158,6 +198,17 @@ pub struct ConsumeArgs {
     #[arg(long, default_value_t = 2)]
     pub insert_streams: usize,
 
+    /// Most bytes the consumer holds at once: decoded messages waiting,
+    /// being gathered and in flight, plus encoded insert bodies. It stops
+    /// taking messages from Kafka (still serving rebalances) when reached.
+    #[arg(long, default_value_t = crate::consumer::DEFAULT_MAX_BUFFERED_BYTES)]
+    pub max_buffered_bytes: u64,
+
+    /// A ClickHouse setting sent with every insert, KEY=VALUE (repeatable),
+    /// e.g. `--clickhouse-setting max_memory_usage=2000000000`.
+    #[arg(long = "clickhouse-setting", value_name = "KEY=VALUE")]
+    pub clickhouse_settings: Vec<String>,
+
     /// Allow dropping sub-second precision when the table has DateTime columns.
     #[arg(long)]
     pub allow_truncation: bool,
@@ -185,6 +236,8 @@ impl ConsumeArgs {
             self.clickhouse.config(),
             TableRef::parse(&self.table)?,
         );
+        c.topology = self.clickhouse.topology()?;
+        c.cluster = self.clickhouse.cluster.clone();
         c.transform = self.transform.clone();
         if let Some(p) = &self.schema_from {
             let src = ParquetSource::open(std::slice::from_ref(p), &SourceOptions::default())?;
@@ -200,6 +253,8 @@ impl ConsumeArgs {
         c.insert_bytes = self.insert_bytes;
         c.max_delay = Duration::from_millis(self.max_delay_ms);
         c.lanes = self.insert_streams.max(1);
+        c.max_buffered_bytes = self.max_buffered_bytes;
+        c.insert_settings = parse_settings(&self.clickhouse_settings)?;
         c.allow_truncation = self.allow_truncation;
         c.format = self.format;
         c.exit_when_idle = match self.exit_when_idle {
@@ -213,6 +268,24 @@ impl ConsumeArgs {
         };
         Ok(c)
     }
+}
+
+/// `KEY=VALUE` pairs; the key must look like a ClickHouse setting name.
+fn parse_settings(raw: &[String]) -> Result<Vec<(String, String)>> {
+    raw.iter()
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').ok_or_else(|| {
+                Error::Config(format!("--clickhouse-setting {kv:?}: expected KEY=VALUE"))
+            })?;
+            let k = k.trim();
+            if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(Error::Config(format!(
+                    "--clickhouse-setting {kv:?}: {k:?} is not a setting name"
+                )));
+            }
+            Ok((k.to_string(), v.trim().to_string()))
+        })
+        .collect()
 }
 
 /// Runs `velostream consume`.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use velostream_sql::Transform;
 
 use super::consume::ClickHouseArgs;
-use crate::clickhouse::{ClickHouse, TableRef};
+use crate::clickhouse::TableRef;
 use crate::consumer::{table, ConsumerConfig};
 use crate::kafka::{admin, KafkaArgs};
 use crate::source::{ParquetSource, SourceOptions};
@@ -80,12 +80,14 @@ pub async fn provision(args: &ProvisionArgs) -> Result<usize> {
         args.clickhouse.config(),
         TableRef::parse(&args.table)?,
     );
+    cfg.topology = args.clickhouse.topology()?;
+    cfg.cluster = args.clickhouse.cluster.clone();
     cfg.create_table = true;
     cfg.order_by = args.order_by.clone();
     cfg.exactly_once = args.exactly_once;
     cfg.transform = args.transform.clone();
-    let ch = ClickHouse::new(cfg.clickhouse.clone())?;
-    table::prepare(&ch, &cfg, &out_schema).await?;
+    let shards = crate::consumer::connect(&cfg).await?;
+    table::prepare(&shards, &cfg, &out_schema).await?;
     Ok(partitions)
 }
 

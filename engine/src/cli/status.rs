@@ -101,7 +101,13 @@ impl StatusArgs {
     /// What to observe.
     pub fn options(&self) -> Result<StatusOptions> {
         let clickhouse = match &self.table {
-            Some(t) if !self.clickhouse.clickhouse_url.trim().is_empty() => {
+            Some(t)
+                if self
+                    .clickhouse
+                    .clickhouse_url
+                    .iter()
+                    .any(|u| !u.trim().is_empty()) =>
+            {
                 Some((self.clickhouse.config(), TableRef::parse(t)?))
             }
             Some(_) => {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::consume::ClickHouseArgs;
 use crate::bench::{checksum, expected};
-use crate::clickhouse::{ClickHouse, TableRef};
+use crate::clickhouse::{ClickHouse, TableRef, Topology};
 use crate::source::{self, ParquetSource, SourceOptions};
 use crate::{Error, Result};
 
@@ -42,11 +42,15 @@ pub struct VerifyArgs {
 pub struct Verified {
     pub rows: u64,
     pub columns: usize,
+    /// Rows per shard (one entry for a single server).
+    pub rows_per_shard: Vec<u64>,
 }
 
 /// Compares; an error lists the differences.
 pub async fn verify(args: &VerifyArgs) -> Result<Verified> {
-    let ch = ClickHouse::new(args.clickhouse.config())?;
+    let topology = args.clickhouse.topology()?;
+    let shards = shards(&topology, &args.clickhouse)?;
+    let ch = shards[0][0].clone();
     let table = TableRef::parse(&args.table)?;
     let files = source::discover(&args.paths)?;
     let src = Arc::new(ParquetSource::open(&files, &SourceOptions::default())?);
@@ -72,12 +76,19 @@ pub async fn verify(args: &VerifyArgs) -> Result<Verified> {
     let want = expected::prepare(&src, transform.as_ref(), &schema, &columns, None)
         .await?
         .checksum;
-    let got = checksum::from_clickhouse(&ch, &table, &columns).await?;
+    let mut got = checksum::Checksum::default();
+    let mut rows_per_shard = Vec::new();
+    for replicas in &shards {
+        let part = shard_checksum(replicas, &table, &columns).await?;
+        rows_per_shard.push(part.rows);
+        got.merge(&part);
+    }
     let diffs = checksum::differences(&want, &got);
     if diffs.is_empty() {
         Ok(Verified {
             rows: got.rows,
             columns: want.columns.len(),
+            rows_per_shard,
         })
     } else {
         Err(Error::Validation(format!(
@@ -88,12 +99,46 @@ pub async fn verify(args: &VerifyArgs) -> Result<Verified> {
     }
 }
 
+/// A client per server, by shard.
+fn shards(topology: &Topology, args: &ClickHouseArgs) -> Result<Vec<Vec<ClickHouse>>> {
+    topology
+        .configs(&args.config())
+        .into_iter()
+        .map(|replicas| replicas.into_iter().map(ClickHouse::new).collect())
+        .collect()
+}
+
+/// The checksum of one shard, from the first replica that answers.
+async fn shard_checksum(
+    replicas: &[ClickHouse],
+    table: &TableRef,
+    columns: &[(String, velostream_codecs::chtype::ChType)],
+) -> Result<checksum::Checksum> {
+    let mut last = None;
+    for ch in replicas {
+        match checksum::from_clickhouse(ch, table, columns).await {
+            Ok(c) => return Ok(c),
+            Err(e) => {
+                tracing::warn!(replica = %ch.config().url, "checksum failed, trying the next replica: {e}");
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.expect("a shard has at least one replica"))
+}
+
 /// Runs `velostream verify`.
 pub fn run(args: VerifyArgs) -> Result<()> {
     let rt = super::produce::runtime()?;
     let v = rt.block_on(verify(&args))?;
+    let shards = if v.rows_per_shard.len() > 1 {
+        let per: Vec<String> = v.rows_per_shard.iter().map(u64::to_string).collect();
+        format!(" (rows per shard: {})", per.join(", "))
+    } else {
+        String::new()
+    };
     println!(
-        "verified {}: {} rows, {} columns checksummed, all equal to the source",
+        "verified {}: {} rows, {} columns checksummed, all equal to the source{shards}",
         args.table, v.rows, v.columns
     );
     Ok(())

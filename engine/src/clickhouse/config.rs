@@ -99,8 +99,8 @@ impl fmt::Display for InsertCompression {
     }
 }
 
-/// Where and how to reach ClickHouse.
-#[derive(Clone, Debug)]
+/// Where and how to reach ClickHouse. `Debug` shows the URL redacted.
+#[derive(Clone)]
 pub struct ClickHouseConfig {
     /// HTTP endpoint, e.g. `http://127.0.0.1:8123`. No credentials, query
     /// string or fragment (see [`ClickHouseConfig::validate`]).
@@ -116,6 +116,19 @@ pub struct ClickHouseConfig {
     /// Extra CA certificate (PEM) trusted for `https://` URLs, in addition
     /// to the system trust store.
     pub ca_cert: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for ClickHouseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClickHouseConfig")
+            .field("url", &redact_url(&self.url))
+            .field("user", &self.user)
+            .field("password", &self.password)
+            .field("compression", &self.compression)
+            .field("timeout", &self.timeout)
+            .field("ca_cert", &self.ca_cert)
+            .finish()
+    }
 }
 
 impl ClickHouseConfig {
@@ -151,13 +164,13 @@ impl ClickHouseConfig {
         let Some((scheme, rest)) = url.split_once("://") else {
             return Err(Error::Config(format!(
                 "ClickHouse URL {:?} has no scheme: expected http://HOST:PORT or https://HOST:PORT",
-                redact_userinfo(url)
+                redact_url(url)
             )));
         };
         if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
             return Err(Error::Config(format!(
                 "ClickHouse URL {:?}: scheme {scheme:?} is not supported, use http:// or https://",
-                redact_userinfo(url)
+                redact_url(url)
             )));
         }
         if let Some(ca) = &self.ca_cert {
@@ -165,7 +178,7 @@ impl ClickHouseConfig {
                 return Err(Error::Config(format!(
                     "ClickHouse CA certificate {} is given but URL {:?} is not https://",
                     ca.display(),
-                    redact_userinfo(url)
+                    redact_url(url)
                 )));
             }
         }
@@ -176,24 +189,53 @@ impl ClickHouseConfig {
                 "ClickHouse URL {:?} carries credentials; remove them from the URL and \
                  pass the user and password separately (--clickhouse-user, \
                  CLICKHOUSE_PASSWORD)",
-                redact_userinfo(url)
+                redact_url(url)
             )));
         }
         if authority.is_empty() {
-            return Err(Error::Config(format!("ClickHouse URL {url:?} has no host")));
+            return Err(Error::Config(format!(
+                "ClickHouse URL {:?} has no host",
+                redact_url(url)
+            )));
         }
         let tail = &rest[authority_end..];
         if tail.contains(['?', '#']) {
             return Err(Error::Config(format!(
-                "ClickHouse URL {url:?} has a query string or fragment; settings are \
-                 not taken from the URL"
+                "ClickHouse URL {:?} has a query string or fragment; settings are \
+                 not taken from the URL (use --clickhouse-user, --clickhouse-password and \
+                 --clickhouse-setting)",
+                redact_url(url)
             )));
         }
         if self.timeout.is_zero() {
-            return Err(Error::Config("ClickHouse timeout must be positive".into()));
+            return Err(Error::Config(
+                "ClickHouse timeout (--clickhouse-timeout) must be positive".into(),
+            ));
         }
         Ok(())
     }
+}
+
+/// `url` for messages: `user:pass@` replaced by `***@`, the value of every
+/// query parameter by `***`, and a fragment by `#***`.
+pub(crate) fn redact_url(url: &str) -> String {
+    let url = redact_userinfo(url);
+    let (before_fragment, fragment) = match url.split_once('#') {
+        Some((b, _)) => (b.to_string(), "#***"),
+        None => (url.clone(), ""),
+    };
+    let Some((base, query)) = before_fragment.split_once('?') else {
+        return format!("{before_fragment}{fragment}");
+    };
+    let params: Vec<String> = query
+        .split('&')
+        .map(|kv| match kv.split_once('=') {
+            Some((k, _)) => format!("{k}=***"),
+            None if kv.is_empty() => String::new(),
+            None => "***".to_string(),
+        })
+        .collect();
+    format!("{base}?{}{fragment}", params.join("&"))
 }
 
 /// `url` with any `user:pass@` part replaced by `***@`, for messages.
@@ -217,6 +259,32 @@ pub(crate) fn redact_userinfo(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_values_and_userinfo_never_appear_in_errors_or_debug() {
+        for url in [
+            "http://127.0.0.1:8123/?password=hunter2-planted",
+            "http://127.0.0.1:8123/?user=x&password=hunter2-planted#frag",
+            "http://127.0.0.1:8123?password=hunter2-planted",
+            "http://u:hunter2-planted@127.0.0.1:8123/?password=hunter2-planted",
+            "ftp://127.0.0.1/?password=hunter2-planted",
+            "127.0.0.1:8123/?password=hunter2-planted",
+        ] {
+            let cfg = ClickHouseConfig::new(url);
+            let e = cfg.validate().unwrap_err().to_string();
+            assert!(!e.contains("hunter2"), "{url}: {e}");
+            let dbg = format!("{cfg:?}");
+            assert!(!dbg.contains("hunter2"), "{url}: {dbg}");
+        }
+        let e = ClickHouseConfig::new("http://h:1/?password=hunter2-planted")
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("password=***"),
+            "the key stays, the value goes: {e}"
+        );
+    }
 
     #[test]
     fn secret_is_never_formatted() {

@@ -14,15 +14,20 @@
 //! `user:pass@` is rejected. The password is a [`Secret`] and is redacted from
 //! every error message.
 
+pub mod cluster;
 pub mod config;
 pub mod retry;
 pub mod service;
+pub mod shard;
 pub mod table;
+pub mod topology;
 pub mod tsv;
 pub mod version;
 
 pub use config::{ClickHouseConfig, InsertCompression, Secret, DEFAULT_TIMEOUT};
 pub use retry::{is_transient_code, parse_code};
 pub use service::{ClickHouse, InsertOptions};
+pub use shard::Shard;
 pub use table::TableRef;
+pub use topology::Topology;
 pub use version::ServerVersion;

@@ -175,6 +175,70 @@ fn error_chain(err: &dyn std::error::Error) -> String {
     text
 }
 
+/// How a failed INSERT should be handled, from its error (see
+/// `consumer::core::attempts` for what is done with it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InsertFailure {
+    /// Network error, timeout, server busy or restarting: may succeed later.
+    Transient,
+    /// `TOO_MANY_PARTS` proper: the server merges too slowly; retry later and
+    /// insert less often.
+    TooManyParts,
+    /// The block is too large for the server: a memory limit of the query
+    /// (`MEMORY_LIMIT_EXCEEDED ... (for query)`), or more table partitions in
+    /// one block than `max_partitions_per_insert_block` (also code 252).
+    /// Smaller inserts may succeed.
+    TooLarge,
+    /// Refused for good.
+    Permanent,
+}
+
+/// Classifies a failed insert. ClickHouse uses code 252 for both "Too many
+/// parts" (transient) and "Too many partitions for single INSERT block"
+/// (permanent for that block), and 241 for both a server-wide memory limit
+/// (transient) and the query's own limit (the block is too large); the
+/// message tells them apart.
+pub fn insert_failure(e: &Error) -> InsertFailure {
+    let Error::ClickHouse {
+        message,
+        code,
+        transient,
+        ..
+    } = e
+    else {
+        return InsertFailure::Permanent;
+    };
+    let m = message.to_ascii_lowercase();
+    match code {
+        Some(252) if m.contains("too many partitions") => InsertFailure::TooLarge,
+        Some(252) => InsertFailure::TooManyParts,
+        Some(241) if m.contains("(for query)") || m.contains("for query") => {
+            InsertFailure::TooLarge
+        }
+        _ if *transient => InsertFailure::Transient,
+        _ => InsertFailure::Permanent,
+    }
+}
+
+/// Whether another replica of the same shard may succeed where this one
+/// failed: it could not be reached (connection refused or reset, timeout,
+/// an HTTP 5xx without a ClickHouse code) or it cannot take inserts right
+/// now (read-only table, lost ZooKeeper session, network errors between
+/// servers).
+pub fn is_replica_failure(e: &Error) -> bool {
+    match e {
+        Error::ClickHouse {
+            code: None,
+            transient: true,
+            ..
+        } => true,
+        Error::ClickHouse {
+            code: Some(code), ..
+        } => matches!(code, 209 | 210 | 225 | 242 | 279 | 999),
+        _ => false,
+    }
+}
+
 /// A transient error for a request that did not finish within `timeout`.
 pub(crate) fn timed_out(context: String, timeout: std::time::Duration, secrets: &[&str]) -> Error {
     Error::ClickHouse {
@@ -292,6 +356,69 @@ mod tests {
             &[],
         ));
         assert!(!tr);
+    }
+
+    fn ch(code: Option<u32>, message: &str, transient: bool) -> Error {
+        Error::ClickHouse {
+            context: "inserting".into(),
+            message: message.into(),
+            code,
+            transient,
+        }
+    }
+
+    #[test]
+    fn insert_failures_tell_same_codes_apart_by_message() {
+        use InsertFailure::*;
+        // Modern wording of both 252s, and 18.16's memory limit of a query.
+        let partitions = "Code: 252. DB::Exception: Too many partitions for single INSERT block \
+             (more than 100). The limit is controlled by 'max_partitions_per_insert_block' \
+             setting. (TOO_MANY_PARTS) (version 24.8.4.13 (official build))";
+        assert_eq!(insert_failure(&ch(Some(252), partitions, true)), TooLarge);
+        let parts = "Code: 252. DB::Exception: Too many parts (300). Merges are processing \
+             significantly slower than inserts. (TOO_MANY_PARTS)";
+        assert_eq!(insert_failure(&ch(Some(252), parts, true)), TooManyParts);
+        let query_mem = "Code: 241, e.displayText() = DB::Exception: Memory limit (for query) \
+             exceeded: would use 9.54 MiB (attempt to allocate chunk of 4194304 bytes), maximum: \
+             9.54 MiB, e.what() = DB::Exception";
+        assert_eq!(insert_failure(&ch(Some(241), query_mem, true)), TooLarge);
+        let total_mem =
+            "Code: 241. DB::Exception: Memory limit (total) exceeded: would use 30.1 GiB";
+        assert_eq!(insert_failure(&ch(Some(241), total_mem, true)), Transient);
+        assert_eq!(
+            insert_failure(&ch(None, "connection reset", true)),
+            Transient
+        );
+        assert_eq!(
+            insert_failure(&ch(Some(53), "Type mismatch", false)),
+            Permanent
+        );
+        assert_eq!(
+            insert_failure(&Error::Config("x".into())),
+            Permanent,
+            "anything but a ClickHouse error is permanent"
+        );
+    }
+
+    #[test]
+    fn replica_failures_are_those_another_replica_may_not_have() {
+        assert!(is_replica_failure(&ch(None, "Connection refused", true)));
+        assert!(is_replica_failure(&ch(
+            Some(242),
+            "Table is in readonly mode",
+            true
+        )));
+        assert!(is_replica_failure(&ch(
+            Some(225),
+            "ZooKeeper session expired",
+            true
+        )));
+        assert!(
+            !is_replica_failure(&ch(Some(252), "Too many parts", true)),
+            "the whole shard has it"
+        );
+        assert!(!is_replica_failure(&ch(Some(53), "Type mismatch", false)));
+        assert!(!is_replica_failure(&ch(None, "404", false)));
     }
 
     #[test]

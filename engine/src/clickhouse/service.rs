@@ -114,6 +114,10 @@ pub struct InsertOptions {
     /// Explicit column list `INSERT INTO t (a, b)`; `None` means the body
     /// carries every column (Native matches columns by name either way).
     pub columns: Option<Vec<String>>,
+    /// The query id (visible in `system.processes` while the insert runs).
+    pub query_id: Option<String>,
+    /// Further settings of this insert (name, value).
+    pub settings: Vec<(String, String)>,
 }
 
 /// A ClickHouse endpoint. Cheap to clone (clones share the connection pool
@@ -244,6 +248,20 @@ impl ClickHouse {
             self.query_client.query_raw(sql).execute(),
         )
         .await
+    }
+
+    /// Like [`ClickHouse::execute`] with query-level settings (name, value).
+    pub async fn execute_with_settings(
+        &self,
+        sql: &str,
+        settings: &[(&str, String)],
+    ) -> Result<()> {
+        let mut q = self.query_client.query_raw(sql);
+        for (k, v) in settings {
+            q = q.with_setting(*k, v.clone());
+        }
+        self.bounded(|| format!("executing {}", abbreviate(sql)), q.execute())
+            .await
     }
 
     /// Runs a query and returns its result as `TabSeparated` text (unless the
@@ -384,6 +402,23 @@ impl ClickHouse {
         Ok(Some(columns))
     }
 
+    /// The engine of `t` (`MergeTree`, `ReplicatedMergeTree`, `Distributed`,
+    /// ...); `None` when the table does not exist.
+    pub async fn table_engine(&self, t: &TableRef) -> Result<Option<String>> {
+        let sql = format!(
+            "SELECT engine FROM system.tables WHERE {} AND name = {}",
+            Self::database_filter(t),
+            ddl::quote_string(&t.table)
+        );
+        let text = self
+            .query_tsv_with_context(&sql, || format!("reading the engine of table {t}"))
+            .await?;
+        Ok(tsv::parse_rows(&text)
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next()))
+    }
+
     /// `SELECT count() FROM t`.
     pub async fn count_rows(&self, t: &TableRef) -> Result<u64> {
         let sql = format!("SELECT count() FROM {}", t.sql()?);
@@ -474,6 +509,12 @@ impl ClickHouse {
             .with_timeouts(Some(self.cfg.timeout), Some(self.cfg.timeout));
         if let Some(token) = token {
             insert = insert.with_setting("insert_deduplication_token", token);
+        }
+        if let Some(id) = &opts.query_id {
+            insert = insert.with_setting("query_id", id.clone());
+        }
+        for (k, v) in &opts.settings {
+            insert = insert.with_setting(k.clone(), v.clone());
         }
         self.bounded(context, async move {
             for chunk in chunks {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use arrow_schema::SchemaRef;
 
-use crate::clickhouse::{ClickHouseConfig, TableRef};
+use crate::clickhouse::{ClickHouseConfig, TableRef, Topology};
 use crate::kafka::KafkaArgs;
 use crate::producer::MessageFormat;
 
@@ -17,7 +17,14 @@ pub struct ConsumerConfig {
     pub kafka: KafkaArgs,
     pub topic: String,
     pub group: String,
+    /// Connection settings of every server (its URL is the first server's).
     pub clickhouse: ClickHouseConfig,
+    /// The shards and replicas (one server unless several are given).
+    pub topology: Topology,
+    /// The cluster name of the servers' `remote_servers` (checked against
+    /// the topology; `--create-table` then creates replicated local tables
+    /// and a Distributed table for reads).
+    pub cluster: Option<String>,
     pub table: TableRef,
     /// A `.sql` file with one SELECT over `input`.
     pub transform: Option<PathBuf>,
@@ -58,6 +65,17 @@ pub struct ConsumerConfig {
     /// subtracted on revocation), so a caller can wait until a group of
     /// consumers owns every partition.
     pub assigned_partitions: Option<Arc<AtomicUsize>>,
+    /// Bound on the data the consumer holds (decoded messages queued,
+    /// gathered and in flight, and encoded insert bodies), in bytes.
+    pub max_buffered_bytes: u64,
+    /// Extra ClickHouse settings sent with every insert (name, value).
+    pub insert_settings: Vec<(String, String)>,
+    /// How long a revocation waits for the lanes to insert what they hold
+    /// before handing the partitions over without it.
+    pub revoke_timeout: Duration,
+    /// How long an exactly-once assignment keeps retrying to read (and
+    /// repair) the stored offsets before the consumer stops.
+    pub recovery_timeout: Duration,
 }
 
 impl ConsumerConfig {
@@ -73,6 +91,8 @@ impl ConsumerConfig {
             kafka,
             topic: topic.into(),
             group: group.into(),
+            topology: Topology::single(clickhouse.url.clone()),
+            cluster: None,
             clickhouse,
             table,
             transform: None,
@@ -91,9 +111,57 @@ impl ConsumerConfig {
             format: MessageFormat::Arrow,
             exit_when_idle: None,
             assigned_partitions: None,
+            max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
+            insert_settings: Vec::new(),
+            revoke_timeout: Duration::from_secs(120),
+            recovery_timeout: Duration::from_secs(300),
         }
     }
+
+    /// Refuses settings that would silently break the delivery guarantee,
+    /// naming them.
+    pub fn validate(&self) -> crate::Result<()> {
+        let refuse = |what: &str, why: &str| {
+            Err(crate::Error::Config(format!(
+                "{what} is not allowed: {why}"
+            )))
+        };
+        for (key, value) in self.kafka.overrides() {
+            let v = value.trim().to_ascii_lowercase();
+            match key.trim() {
+                "enable.auto.commit" if v == "true" => {
+                    return refuse(
+                        "-X enable.auto.commit=true",
+                        "offsets would be committed before ClickHouse has stored the rows (loss after a crash)",
+                    )
+                }
+                "enable.auto.offset.store" if v == "true" => {
+                    return refuse(
+                        "-X enable.auto.offset.store=true",
+                        "offsets would be stored as messages are read, not as rows are inserted",
+                    )
+                }
+                "partition.assignment.strategy" if v.contains("cooperative") => {
+                    return refuse(
+                        &format!("-X partition.assignment.strategy={value}"),
+                        "incremental (cooperative) rebalancing is not supported; use range or roundrobin",
+                    )
+                }
+                _ => {}
+            }
+        }
+        if self.exactly_once && self.format == MessageFormat::JsonRows {
+            return refuse(
+                "--exactly-once with --format json-rows",
+                "the per-row JSON baseline cannot store offsets with the rows",
+            );
+        }
+        Ok(())
+    }
 }
+
+/// Default [`ConsumerConfig::max_buffered_bytes`]: 512 MiB.
+pub const DEFAULT_MAX_BUFFERED_BYTES: u64 = 512 << 20;
 
 /// Default [`ConsumerConfig::max_message_bytes`]: 16 MiB, sixteen times
 /// the producer's default message limit and well under the consumer's
@@ -102,17 +170,65 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 << 20;
 /// Default [`ConsumerConfig::max_decoded_bytes`]: 256 MiB.
 pub const DEFAULT_MAX_DECODED_BYTES: u64 = 256 << 20;
 
-/// Names of the offset columns added to the table in exactly-once mode.
-pub const PARTITION_COLUMN: &str = "_velostream_partition";
-pub const OFFSET_COLUMN: &str = "_velostream_offset";
-
 /// Poll timeout of the consumer thread.
 pub(super) const POLL_TIMEOUT: Duration = Duration::from_millis(50);
 /// How often stored offsets are committed (only when they moved) and lag
 /// is refreshed. Short, so a crash replays as little as possible in
 /// at-least-once mode: one asynchronous commit per acknowledged insert.
 pub(super) const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
-/// Messages buffered per lane before the consumer pauses: Arrow messages
-/// carry thousands of rows each, JSON-rows messages one.
-pub(super) const LANE_DEPTH_ARROW: usize = 64;
-pub(super) const LANE_DEPTH_JSON: usize = 65_536;
+/// Messages queued per lane; memory is bounded by
+/// [`ConsumerConfig::max_buffered_bytes`], this only keeps the queues short.
+pub(super) const LANE_DEPTH: usize = 4096;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn config(extra: &[&str]) -> ConsumerConfig {
+        #[derive(clap::Parser)]
+        struct A {
+            #[command(flatten)]
+            k: KafkaArgs,
+        }
+        let mut args = vec!["x", "--brokers", "127.0.0.1:1"];
+        for e in extra {
+            args.extend(["-X", e]);
+        }
+        let a = A::try_parse_from(args).unwrap();
+        ConsumerConfig::new(
+            a.k,
+            "t",
+            "g",
+            ClickHouseConfig::new("http://127.0.0.1:1"),
+            TableRef::new(None, "t"),
+        )
+    }
+
+    #[test]
+    fn settings_that_break_the_guarantee_are_refused_by_name() {
+        assert!(config(&[]).validate().is_ok());
+        assert!(config(&["enable.auto.commit=false", "fetch.wait.max.ms=5"])
+            .validate()
+            .is_ok());
+        for (x, named) in [
+            ("enable.auto.commit=true", "enable.auto.commit"),
+            ("enable.auto.offset.store=TRUE", "enable.auto.offset.store"),
+            (
+                "partition.assignment.strategy=cooperative-sticky",
+                "cooperative",
+            ),
+        ] {
+            let e = config(&[x]).validate().unwrap_err().to_string();
+            assert!(e.contains(named) && e.contains("not allowed"), "{x}: {e}");
+        }
+        let mut c = config(&[]);
+        c.exactly_once = true;
+        c.format = MessageFormat::JsonRows;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("--exactly-once") && e.contains("json-rows"),
+            "{e}"
+        );
+    }
+}

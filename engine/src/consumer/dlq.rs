@@ -47,6 +47,13 @@ pub enum Reason {
     Oversized,
     /// The SQL transform failed on this message's rows.
     TransformFailed,
+    /// Its rows do not fit the table's column types (a value out of range,
+    /// a timestamp before 1970 or with sub-second digits on 18.x, a decimal
+    /// too wide...).
+    EncodeFailed,
+    /// ClickHouse refused an insert of this message alone as too large
+    /// (memory limit, too many partitions for one block).
+    InsertFailed,
 }
 
 impl Reason {
@@ -57,6 +64,8 @@ impl Reason {
             Reason::SchemaMismatch => "schema_mismatch",
             Reason::Oversized => "oversized",
             Reason::TransformFailed => "transform_failed",
+            Reason::EncodeFailed => "encode_failed",
+            Reason::InsertFailed => "insert_failed",
         }
     }
 }
@@ -247,6 +256,8 @@ mod tests {
             Reason::SchemaMismatch,
             Reason::Oversized,
             Reason::TransformFailed,
+            Reason::EncodeFailed,
+            Reason::InsertFailed,
         ]
         .iter()
         .map(|r| r.name())
@@ -257,7 +268,9 @@ mod tests {
                 "undecodable",
                 "schema_mismatch",
                 "oversized",
-                "transform_failed"
+                "transform_failed",
+                "encode_failed",
+                "insert_failed"
             ]
         );
     }

@@ -8,16 +8,16 @@ use arrow_schema::SchemaRef;
 use tokio::sync::mpsc;
 use velostream_sql::Transform;
 
-use super::config::{ConsumerConfig, LANE_DEPTH_ARROW, LANE_DEPTH_JSON};
+use super::config::{ConsumerConfig, LANE_DEPTH};
+use super::core::batcher::FlushPolicy;
 use super::dlq::DeadLetters;
-use super::lane::{Event, Lane, LaneMsg, LaneShared};
+use super::item::{Event, LaneMsg};
+use super::lane::{Lane, LaneShared};
+use super::shared::Shared;
 use super::table;
-use crate::clickhouse::ClickHouse;
+use super::target::Target;
 use crate::producer::MessageFormat;
 use crate::Result;
-
-/// Largest insert threshold in exactly-once mode (see `Pipeline::start`).
-const EXACTLY_ONCE_MAX_INSERT_ROWS: usize = 900_000;
 
 /// The running insert side.
 #[derive(Debug)]
@@ -32,73 +32,48 @@ impl Pipeline {
     /// Plans and starts everything; all configuration errors surface here,
     /// before a single message is inserted.
     pub async fn start(
-        cfg: &ConsumerConfig,
-        ch: &ClickHouse,
+        shared: &Shared,
         input_schema: Option<SchemaRef>,
         dead_letters: Option<Arc<DeadLetters>>,
         events: &std_mpsc::Sender<Event>,
     ) -> Result<Pipeline> {
-        let (plan, transform) = match (&cfg.format, &input_schema) {
-            (MessageFormat::Arrow, Some(schema)) => {
-                let transform = match &cfg.transform {
-                    Some(path) => Some(Transform::from_file(path, Arc::clone(schema))?),
-                    None => None,
-                };
-                let out_schema = transform
-                    .as_ref()
-                    .map_or_else(|| Arc::clone(schema), Transform::output_schema);
-                (Some(table::prepare(ch, cfg, &out_schema).await?), transform)
-            }
-            _ => {
-                if ch.table_columns(&cfg.table).await?.is_none() {
-                    return Err(crate::Error::Config(format!(
-                        "table {} does not exist (the JSON-rows baseline does not create tables)",
-                        cfg.table
-                    )));
-                }
-                (None, None)
-            }
-        };
-        let shared = Arc::new(LaneShared {
-            ch: ch.clone(),
+        let cfg = &shared.cfg;
+        let (plan, transform) = plan(shared, cfg, input_schema.as_ref()).await?;
+        let budget = shared.memory.budget();
+        // Lane l serves shard l mod shards (see Topology::lanes_for).
+        let lanes = cfg.topology.lanes_for(cfg.lanes);
+        let policy = FlushPolicy::new(
+            cfg.insert_rows,
+            cfg.insert_bytes.min(budget.insert_bytes_per_lane(lanes)),
+            cfg.max_delay,
+        );
+        let lane_shared = Arc::new(LaneShared {
             table: cfg.table.clone(),
             topic: cfg.topic.clone(),
             plan,
             transform,
             dead_letters,
-            // ClickHouse stores a Native block atomically only up to
-            // max_insert_block_size rows (1,048,576 by default); exactly-once
-            // relies on that, so inserts stay below it (a message may add up
-            // to 65,536 rows after the threshold).
-            insert_rows: if cfg.exactly_once {
-                cfg.insert_rows.clamp(1, EXACTLY_ONCE_MAX_INSERT_ROWS)
-            } else {
-                cfg.insert_rows.max(1)
-            },
-            insert_bytes: cfg.insert_bytes.max(1),
-            max_delay: cfg.max_delay,
+            policy,
+            ownership: Arc::clone(&shared.ownership),
+            memory: Arc::clone(&shared.memory),
+            insert_settings: cfg.insert_settings.clone(),
         });
-        let mut lanes = Vec::new();
+        let mut senders = Vec::new();
         let mut tasks = Vec::new();
-        for id in 0..cfg.lanes.max(1) {
-            let depth = match cfg.format {
-                MessageFormat::Arrow => LANE_DEPTH_ARROW,
-                MessageFormat::JsonRows => LANE_DEPTH_JSON,
+        for id in 0..lanes {
+            let (tx, rx) = mpsc::channel(LANE_DEPTH);
+            let shard = id % shared.shards.len();
+            let target = Target {
+                shard: Arc::clone(&shared.shards[shard]),
+                eo: shared.eo.as_ref().map(|eo| eo[shard].clone()),
             };
-            let (tx, rx) = mpsc::channel(depth);
-            let lane = Lane {
-                id,
-                shared: Arc::clone(&shared),
-                data: rx,
-                events: events.clone(),
-                spare: None,
-            };
+            let lane = Lane::new(id, Arc::clone(&lane_shared), target, rx, events.clone());
             tasks.push(tokio::spawn(lane.run()));
-            lanes.push(tx);
+            senders.push(tx);
         }
         Ok(Pipeline {
             input_schema,
-            lanes,
+            lanes: senders,
             tasks,
         })
     }
@@ -106,5 +81,36 @@ impl Pipeline {
     /// The lane of `partition`.
     pub fn lane_of(&self, partition: i32) -> usize {
         partition.unsigned_abs() as usize % self.lanes.len()
+    }
+}
+
+/// The table plan and the transform for the input schema.
+async fn plan(
+    shared: &Shared,
+    cfg: &ConsumerConfig,
+    input_schema: Option<&SchemaRef>,
+) -> Result<(Option<table::TablePlan>, Option<Transform>)> {
+    match (&cfg.format, input_schema) {
+        (MessageFormat::Arrow, Some(schema)) => {
+            let transform = match &cfg.transform {
+                Some(path) => Some(Transform::from_file(path, Arc::clone(schema))?),
+                None => None,
+            };
+            let out_schema = transform
+                .as_ref()
+                .map_or_else(|| Arc::clone(schema), Transform::output_schema);
+            let plan = table::prepare(&shared.shards, cfg, &out_schema).await?;
+            Ok((Some(plan), transform))
+        }
+        _ => {
+            let ch = &shared.shards[0].replicas()[0];
+            if ch.table_columns(&cfg.table).await?.is_none() {
+                return Err(crate::Error::Config(format!(
+                    "table {} does not exist (the JSON-rows baseline does not create tables)",
+                    cfg.table
+                )));
+            }
+            Ok((None, None))
+        }
     }
 }

@@ -1,385 +1,379 @@
-//! The consumer thread: polls Kafka, decodes messages, routes them to the
-//! lanes, commits stored offsets and publishes lag.
+//! The consumer thread: serves Kafka's events, takes messages from the
+//! partitions' own queues as memory allows, decodes them, routes them to
+//! the lanes, commits stored offsets and publishes lag.
 //!
-//! Backpressure: when a lane's channel is full (ClickHouse is slow or away)
-//! the message waits in a local queue and the thread stops polling until the
-//! lane accepts it again; librdkafka's prefetch is bounded by
-//! `queued.max.messages.kbytes`, so memory stays bounded by the lane depth,
-//! the insert size and the prefetch limit. Group membership is kept alive by
-//! librdkafka's own threads; a stall longer than `max.poll.interval.ms`
-//! (10 minutes) makes the member leave the group and rejoin afterwards.
+//! Each assigned partition's messages are split into a queue of their own,
+//! so that the main queue carries only events (rebalances, commit answers,
+//! statistics): the thread keeps serving those while the memory budget is
+//! used up or a lane is busy, and takes no message it has no room for.
+//! Nothing is paused or resumed (tansu answers a fetch that starts inside a
+//! record batch by skipping the rest of the batch), and librdkafka's own
+//! prefetch is bounded by `queued.max.messages.kbytes`.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arrow_schema::SchemaRef;
+use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::message::{BorrowedMessage, Headers};
-use rdkafka::Message;
+use rdkafka::error::KafkaResult;
+use rdkafka::message::BorrowedMessage;
 use tokio::sync::mpsc::error::TrySendError;
-use velostream_codecs::envelope::Envelope;
-use velostream_codecs::ipc;
-use velostream_codecs::CodecError;
 
-use super::config::{ConsumerConfig, COMMIT_INTERVAL, POLL_TIMEOUT};
-use super::context::{lock, Ctx, Shared};
-use super::dlq::{DeadLetters, OriginalHeaders, Reason};
-use super::lane::{Item, LaneMsg, Original, Rows};
+use super::config::{COMMIT_INTERVAL, POLL_TIMEOUT};
+use super::intake::Intake;
+use super::item::{Event, Item, LaneMsg};
 use super::pipeline::Pipeline;
+use super::rebalance::{self, Ctx};
+use super::shared::{lock, Shared};
 use super::ConsumeSummary;
 use crate::metrics as m;
 use crate::producer::MessageFormat;
-use crate::{Error, Result};
+use crate::Result;
+
+/// Messages taken from the partition queues per turn of the loop.
+const PULL_PER_TURN: usize = 64;
 
 pub(super) struct Poller {
-    pub cfg: ConsumerConfig,
-    pub consumer: BaseConsumer<Ctx>,
-    pub shared: Arc<Shared>,
-    pub dead_letters: Option<Arc<DeadLetters>>,
-    pub events_tx: std::sync::mpsc::Sender<super::lane::Event>,
-    pub stop: Arc<AtomicBool>,
-}
-
-struct Stats {
-    messages: u64,
-    rows: u64,
-    bytes: u64,
-    rows_per_message: f64,
+    consumer: Arc<BaseConsumer<Ctx>>,
+    shared: Arc<Shared>,
+    intake: Intake,
+    events_tx: std_mpsc::Sender<Event>,
+    stop: Arc<AtomicBool>,
+    queues: Vec<(i32, PartitionQueue<Ctx>)>,
+    next_queue: usize,
+    pipeline: Option<Pipeline>,
+    /// Items waiting for their lane (one queue per lane); before the
+    /// pipeline starts everything waits in `stash[0]`.
+    stash: Vec<VecDeque<Item>>,
+    last_commit: Instant,
+    last_message: Instant,
 }
 
 impl Poller {
-    /// Runs until stopped, idle (if configured) or a permanent failure.
-    pub fn run(self) -> Result<ConsumeSummary> {
-        let started = Instant::now();
-        let mut pipeline: Option<Pipeline> = None;
-        if self.cfg.format == MessageFormat::JsonRows || self.cfg.input_schema.is_some() {
-            pipeline = Some(self.start_pipeline(self.cfg.input_schema.clone())?);
+    pub fn new(
+        consumer: Arc<BaseConsumer<Ctx>>,
+        shared: Arc<Shared>,
+        intake: Intake,
+        events_tx: std_mpsc::Sender<Event>,
+        stop: Arc<AtomicBool>,
+    ) -> Self {
+        Poller {
+            consumer,
+            shared,
+            intake,
+            events_tx,
+            stop,
+            queues: Vec::new(),
+            next_queue: 0,
+            pipeline: None,
+            stash: vec![VecDeque::new()],
+            last_commit: Instant::now(),
+            last_message: Instant::now(),
         }
-        let mut stash: VecDeque<Item> = VecDeque::new();
-        let mut stats = Stats {
-            messages: 0,
-            rows: 0,
-            bytes: 0,
-            rows_per_message: 0.0,
-        };
-        let mut last_commit = Instant::now();
-        let mut last_message = Instant::now();
+    }
+
+    /// Runs until stopped, idle (if configured) or a permanent failure.
+    pub fn run(mut self) -> Result<ConsumeSummary> {
+        let started = Instant::now();
+        let cfg = &self.shared.cfg;
+        if cfg.format == MessageFormat::JsonRows || cfg.input_schema.is_some() {
+            let schema = cfg.input_schema.clone();
+            self.start_pipeline(schema)?;
+        }
         let result = loop {
-            if self.stop.load(Ordering::Relaxed) {
-                break Ok(());
-            }
-            if let Some(e) = lock(&self.shared.error).take() {
-                break Err(e);
-            }
-            if let Err(e) = self.shared.drain_events() {
-                break Err(e);
-            }
-            if last_commit.elapsed() >= COMMIT_INTERVAL {
-                last_commit = Instant::now();
-                if let Err(e) = self.shared.commit(&self.consumer, CommitMode::Async) {
-                    tracing::warn!("commit failed (will retry): {e}");
-                }
-                self.publish_lag(&stats);
-            }
-            // Hand queued messages to their lanes, in order.
-            if let Some(p) = &pipeline {
-                let assigned = lock(&self.shared.assignment).clone();
-                stash.retain(|i| assigned.contains(&i.partition));
-                while let Some(item) = stash.pop_front() {
-                    match p.lanes[p.lane_of(item.partition)].try_send(LaneMsg::Item(item)) {
-                        Ok(()) => {}
-                        Err(TrySendError::Full(LaneMsg::Item(item))) => {
-                            stash.push_front(item);
-                            break;
-                        }
-                        Err(_) => {
-                            // The lane ended; its failure arrives as an event.
-                            break;
-                        }
-                    }
-                }
-            }
-            // A lane is full: wait for it without polling. librdkafka keeps
-            // the group membership alive in its own threads and stops
-            // prefetching at queued.max.messages.kbytes. (Pausing instead
-            // would make librdkafka re-fetch from inside a record batch on
-            // resume, which tansu answers by skipping the rest of the batch.)
-            if !stash.is_empty() {
-                std::thread::sleep(Duration::from_millis(1));
-                continue;
-            }
-            let msg = match self.consumer.poll(POLL_TIMEOUT) {
-                None => {
-                    if let Some(idle) = self.cfg.exit_when_idle {
-                        // Idle only counts once the group has assigned this
-                        // member its partitions (a member waiting for a
-                        // rebalance has not seen the topic yet).
-                        let assigned_at = *lock(&self.shared.assigned_at);
-                        let idle_since = assigned_at.map(|t| t.max(last_message));
-                        if stash.is_empty() && idle_since.is_some_and(|t| t.elapsed() >= idle) {
-                            break Ok(());
-                        }
-                    }
-                    continue;
-                }
-                Some(Err(e)) => {
-                    tracing::warn!("Kafka: {e}");
-                    continue;
-                }
-                Some(Ok(msg)) => msg,
-            };
-            last_message = Instant::now();
-            let item = match self.to_item(&msg, &mut pipeline, &mut stats) {
-                Ok(item) => item,
+            match self.turn() {
+                Ok(true) => {}
+                Ok(false) => break Ok(()),
                 Err(e) => break Err(e),
-            };
-            stash.push_back(item);
+            }
         };
-        let shutdown = self.shutdown(pipeline, stash.len());
-        let result = result.and(shutdown);
-        let rows_inserted = *lock(&self.shared.rows_stored);
+        let result = result.and(self.shutdown());
+        let stats = self.intake.stats;
         result.map(|()| ConsumeSummary {
             messages: stats.messages,
             rows_consumed: stats.rows,
             bytes_consumed: stats.bytes,
-            rows_inserted,
-            // Also those dead-lettered by the lanes (transform failures).
-            dead_letters: self.dead_letters.as_ref().map_or(0, |d| d.sent()),
+            rows_inserted: self.shared.rows_stored.load(Ordering::Relaxed),
+            // Also those dead-lettered by the lanes.
+            dead_letters: self.intake.dead_letters.as_ref().map_or(0, |d| d.sent()),
             elapsed_secs: started.elapsed().as_secs_f64(),
         })
     }
 
-    fn start_pipeline(&self, schema: Option<arrow_schema::SchemaRef>) -> Result<Pipeline> {
-        let p = self.shared.rt.block_on(Pipeline::start(
-            &self.cfg,
-            &self.shared.ch,
-            schema,
-            self.dead_letters.clone(),
-            &self.events_tx,
-        ))?;
-        *lock(&self.shared.lanes) = p.lanes.clone();
-        Ok(p)
+    /// One turn of the loop; `false` ends it.
+    fn turn(&mut self) -> Result<bool> {
+        if self.stop.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        if let Some(e) = self.shared.take_error() {
+            return Err(e);
+        }
+        self.shared.apply_events()?;
+        if self.last_commit.elapsed() >= COMMIT_INTERVAL {
+            self.last_commit = Instant::now();
+            self.commit_async();
+            self.publish_lag();
+        }
+        if self.shared.queues_dirty.swap(false, Ordering::SeqCst) {
+            self.split_queues();
+        }
+        self.hand_over();
+        let busy = self.serve_main(Duration::ZERO)? | self.pull()?;
+        if busy {
+            self.last_message = Instant::now();
+            return Ok(true);
+        }
+        if self.idle_expired() {
+            return Ok(false);
+        }
+        if self.serve_main(POLL_TIMEOUT)? {
+            self.last_message = Instant::now();
+        }
+        Ok(true)
     }
 
-    /// Decodes one message; poison goes to the dead-letter topic.
-    ///
-    /// Policies (README, "Dead letters"): a value larger than
-    /// `max_message_bytes`, or whose IPC stream claims more than
-    /// `max_decoded_bytes` decoded, is oversized; undecodable values and
-    /// foreign schemas are poison; all three are dead-lettered with their
-    /// original headers. A readable message with 0 rows (no record batch, or
-    /// only empty ones) inserts nothing and its offset is committed like any
-    /// other.
-    fn to_item(
-        &self,
-        msg: &BorrowedMessage<'_>,
-        pipeline: &mut Option<Pipeline>,
-        stats: &mut Stats,
-    ) -> Result<Item> {
-        let partition = msg.partition();
-        let offset = msg.offset();
-        let payload = msg.payload().unwrap_or(&[]);
-        stats.messages += 1;
-        stats.bytes += payload.len() as u64;
-        metrics::counter!(m::CONSUMER_MESSAGES).increment(1);
-        metrics::counter!(m::CONSUMER_BYTES).increment(payload.len() as u64);
-        let item = |rows| Item {
-            partition,
-            offset,
-            rows,
-            original: None,
-        };
-        if payload.len() > self.cfg.max_message_bytes {
-            let why = format!(
-                "oversized: the value is {} bytes, the limit (--max-message-bytes) is {}",
-                payload.len(),
-                self.cfg.max_message_bytes
-            );
-            return self
-                .poison(msg, payload, Reason::Oversized, &why)
-                .map(|()| item(Rows::Skip));
+    /// Serves the main queue's events; handles any message still delivered
+    /// there (fetched before its partition's queue was split). `true` when
+    /// a message came.
+    fn serve_main(&mut self, wait: Duration) -> Result<bool> {
+        let consumer = Arc::clone(&self.consumer);
+        let mut any = false;
+        let mut wait = wait;
+        while let Some(r) = consumer.poll(wait) {
+            any |= self.handle(r)?;
+            wait = Duration::ZERO;
         }
-        if self.cfg.format == MessageFormat::JsonRows {
-            stats.rows += 1;
-            metrics::counter!(m::CONSUMER_ROWS).increment(1);
-            return Ok(item(Rows::Json(payload.to_vec())));
-        }
-        let limits = ipc::DecodeLimits {
-            max_decompressed_bytes: self.cfg.max_decoded_bytes,
-            ..ipc::DecodeLimits::default()
-        };
-        let decoded = match decode(msg, payload, &limits) {
-            Ok(d) => d,
-            Err((reason, why)) => {
-                return self
-                    .poison(msg, payload, reason, &why)
-                    .map(|()| item(Rows::Skip))
-            }
-        };
-        if pipeline.is_none() {
-            *pipeline = Some(self.start_pipeline(Some(Arc::clone(&decoded.schema)))?);
-        }
-        let expected = pipeline.as_ref().and_then(|p| p.input_schema.clone());
-        if let Some(expected) = expected {
-            if !same_fields(&expected, &decoded.schema) {
-                let why = format!(
-                    "schema does not match the topic's: expected {}, got {}",
-                    describe(&expected),
-                    describe(&decoded.schema)
-                );
-                return self
-                    .poison(msg, payload, Reason::SchemaMismatch, &why)
-                    .map(|()| item(Rows::Skip));
-            }
-        }
-        let rows = decoded.num_rows() as u64;
-        stats.rows += rows;
-        stats.rows_per_message = 0.9 * stats.rows_per_message + 0.1 * rows as f64;
-        metrics::counter!(m::CONSUMER_ROWS).increment(rows);
-        if rows == 0 {
-            return Ok(item(Rows::Skip));
-        }
-        // The transform runs in a lane, after this message is gone; a
-        // dead letter from there is made of this copy.
-        let original =
-            (self.cfg.transform.is_some() && self.dead_letters.is_some()).then(|| Original {
-                value: Arc::from(payload),
-                headers: original_headers(msg),
-            });
-        Ok(Item {
-            partition,
-            offset,
-            rows: Rows::Arrow(decoded.batches),
-            original,
-        })
+        Ok(any)
     }
 
-    fn poison(
-        &self,
-        msg: &BorrowedMessage<'_>,
-        payload: &[u8],
-        reason: Reason,
-        why: &str,
-    ) -> Result<()> {
-        let (p, o) = (msg.partition(), msg.offset());
-        let Some(dlq) = &self.dead_letters else {
-            return Err(Error::Validation(format!(
-                "topic {} partition {p} offset {o}: {why}; pass --dlq-topic to divert such messages",
-                self.cfg.topic
-            )));
+    /// Takes messages from the partition queues, round-robin, while memory
+    /// and the lanes have room.
+    fn pull(&mut self) -> Result<bool> {
+        let queues = std::mem::take(&mut self.queues);
+        let mut taken = 0;
+        let mut scanned = 0;
+        while scanned < queues.len() && taken < PULL_PER_TURN {
+            let (p, q) = &queues[(self.next_queue + scanned) % queues.len()];
+            let lane = self.lane_of(*p);
+            if !self.stash[lane].is_empty() || !self.shared.memory.has_room_for(lane) {
+                scanned += 1;
+                continue;
+            }
+            match q.poll(Duration::ZERO) {
+                Some(r) => {
+                    taken += usize::from(self.handle(r)?);
+                    self.hand_over();
+                }
+                None => scanned += 1,
+            }
+        }
+        if !queues.is_empty() {
+            self.next_queue = (self.next_queue + 1) % queues.len();
+        }
+        self.queues = queues;
+        Ok(taken > 0)
+    }
+
+    /// Decodes one message into an item for its lane; `true` for a message.
+    fn handle(&mut self, r: KafkaResult<BorrowedMessage<'_>>) -> Result<bool> {
+        let msg = match r {
+            Ok(msg) => msg,
+            Err(e) => {
+                tracing::warn!("Kafka: {e}");
+                return Ok(false);
+            }
         };
-        let headers = original_headers(msg);
-        self.shared
-            .rt
-            .block_on(dlq.send_with_reason(p, o, payload, &headers, reason, why))?;
+        let partition = rdkafka::Message::partition(&msg);
+        let Some(generation) = lock(&self.shared.book).generation_of(partition) else {
+            return Ok(false); // from a partition given up since it was fetched
+        };
+        let mut pipeline = self.pipeline.take();
+        let shared = Arc::clone(&self.shared);
+        let dead_letters = self.intake.dead_letters.clone();
+        let events = self.events_tx.clone();
+        let item = {
+            let mut expected = |schema: &SchemaRef| -> Result<Option<SchemaRef>> {
+                if pipeline.is_none() {
+                    let schema = Some(Arc::clone(schema));
+                    pipeline = Some(start(&shared, schema, dead_letters.clone(), &events)?);
+                }
+                Ok(pipeline.as_ref().and_then(|p| p.input_schema.clone()))
+            };
+            self.intake.item(&msg, generation, &mut expected)
+        };
+        if let Some(p) = pipeline {
+            self.install_pipeline(p);
+        }
+        let item = item?;
+        let lane = self.lane_of(item.partition);
+        self.shared.memory.charge(lane, item.charged);
+        self.stash[lane].push_back(item);
+        Ok(true)
+    }
+
+    /// Hands waiting items to their lanes, in order, as far as they accept.
+    fn hand_over(&mut self) {
+        let Some(p) = &self.pipeline else {
+            return;
+        };
+        for (lane, stash) in self.stash.iter_mut().enumerate() {
+            while let Some(item) = stash.pop_front() {
+                match p.lanes[lane].try_send(LaneMsg::Item(item)) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(LaneMsg::Item(item))) => {
+                        stash.push_front(item);
+                        break;
+                    }
+                    // The lane ended; its failure arrives as an event.
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+
+    fn lane_of(&self, partition: i32) -> usize {
+        self.pipeline.as_ref().map_or(0, |p| p.lane_of(partition))
+    }
+
+    fn start_pipeline(&mut self, schema: Option<SchemaRef>) -> Result<()> {
+        let dead_letters = self.intake.dead_letters.clone();
+        let p = start(&self.shared, schema, dead_letters, &self.events_tx)?;
+        self.install_pipeline(p);
         Ok(())
     }
 
-    /// Lag per partition: messages between the stored offset (or the
-    /// consumer's position) and the high watermark from librdkafka's
-    /// statistics, and rows estimated from the observed rows per message.
-    /// (tansu reports wrong high watermarks for multi-record batches; the
-    /// bench therefore counts rows in ClickHouse instead of trusting this.)
-    fn publish_lag(&self, stats: &Stats) {
-        let assigned = lock(&self.shared.assignment).clone();
-        let stored = lock(&self.shared.stored).clone();
+    /// Makes `p` the pipeline and spreads the items that waited for it.
+    fn install_pipeline(&mut self, p: Pipeline) {
+        if self.pipeline.is_none() {
+            let memory = &self.shared.memory;
+            memory.set_lanes(p.lanes.len());
+            let waiting: Vec<Item> = self.stash.drain(..).flatten().collect();
+            self.stash = (0..p.lanes.len()).map(|_| VecDeque::new()).collect();
+            for item in waiting {
+                let lane = p.lane_of(item.partition);
+                memory.release(0, item.charged);
+                memory.charge(lane, item.charged);
+                self.stash[lane].push_back(item);
+            }
+        }
+        self.pipeline = Some(p);
+    }
+
+    /// Gives every owned partition a queue of its own (after each
+    /// assignment change; `assign` undoes earlier splits) and drops items
+    /// of partitions no longer owned.
+    fn split_queues(&mut self) {
+        self.queues.clear();
+        let generations = lock(&self.shared.book).generations();
+        for (p, _) in generations.iter() {
+            match self
+                .consumer
+                .split_partition_queue(&self.shared.cfg.topic, *p)
+            {
+                Some(q) => self.queues.push((*p, q)),
+                None => tracing::warn!(partition = p, "cannot split the partition's queue"),
+            }
+        }
+        self.queues.sort_by_key(|(p, _)| *p);
+        for (lane, stash) in self.stash.iter_mut().enumerate() {
+            let memory = &self.shared.memory;
+            stash.retain(|i| {
+                let keep = generations.get(&i.partition) == Some(&i.generation);
+                if !keep {
+                    memory.release(lane, i.charged);
+                }
+                keep
+            });
+        }
+    }
+
+    fn idle_expired(&self) -> bool {
+        let Some(idle) = self.shared.cfg.exit_when_idle else {
+            return false;
+        };
+        // Idle only counts once the group has assigned this member its
+        // partitions (a member waiting for a rebalance has not seen the
+        // topic yet).
+        let assigned_at = *lock(&self.shared.assigned_at);
+        let idle_since = assigned_at.map(|t| t.max(self.last_message));
+        self.stash.iter().all(VecDeque::is_empty) && idle_since.is_some_and(|t| t.elapsed() >= idle)
+    }
+
+    fn commit_async(&self) {
+        let offsets = lock(&self.shared.book).commit_now();
+        if offsets.is_empty() {
+            return;
+        }
+        if let Err(e) = rebalance::commit(&self.shared, &self.consumer, &offsets, CommitMode::Async)
+        {
+            tracing::warn!("commit failed (will retry): {e}");
+            let mut book = lock(&self.shared.book);
+            for (p, o) in offsets {
+                book.commit_done(p, o, false);
+            }
+        }
+    }
+
+    /// Lag per partition: messages between the stored offset and the high
+    /// watermark from librdkafka's statistics, and rows estimated from the
+    /// observed rows per message. (tansu reports wrong high watermarks for
+    /// multi-record batches; the bench counts rows in ClickHouse instead.)
+    fn publish_lag(&self) {
+        let book = lock(&self.shared.book);
         let high = lock(&self.shared.high_watermarks).clone();
-        for p in assigned {
+        for p in book.owned() {
             let Some(high) = high.get(&p) else { continue };
-            let from = stored.get(&p).copied().unwrap_or(0);
+            let from = book.stored_offset(p).unwrap_or(0);
             let lag = (high - from).max(0);
             let label = p.to_string();
             metrics::gauge!(m::CONSUMER_LAG_MESSAGES, "partition" => label.clone()).set(lag as f64);
             metrics::gauge!(m::CONSUMER_LAG_ROWS, "partition" => label)
-                .set(lag as f64 * stats.rows_per_message);
+                .set(lag as f64 * self.intake.stats.rows_per_message);
         }
     }
 
-    fn shutdown(&self, pipeline: Option<Pipeline>, stashed: usize) -> Result<()> {
+    fn shutdown(&mut self) -> Result<()> {
+        let stashed: usize = self.stash.iter().map(VecDeque::len).sum();
         if stashed > 0 {
             tracing::info!(
                 stashed,
                 "stopping: messages not yet handed to a lane will be read again"
             );
         }
+        self.queues.clear();
         let mut result = Ok(());
-        if let Some(p) = pipeline {
-            result = self.shared.flush_lanes();
+        if let Some(p) = self.pipeline.take() {
+            result = self
+                .shared
+                .flush_lanes(Duration::from_secs(24 * 3600))
+                .map(|_| ());
             lock(&self.shared.lanes).clear();
             drop(p.lanes);
             for t in p.tasks {
                 let _ = self.shared.rt.block_on(t);
             }
-            result = result.and(self.shared.drain_events());
+            result = result.and(self.shared.apply_events());
         }
-        let commit = self.shared.commit(&self.consumer, CommitMode::Sync);
+        rebalance::commit_sync(&self.shared, &self.consumer);
         self.consumer.unsubscribe();
-        result.and(commit)
+        result
     }
 }
 
-/// The headers of a message as (key, value) pairs.
-fn original_headers(msg: &BorrowedMessage<'_>) -> OriginalHeaders {
-    msg.headers()
-        .map(|h| {
-            h.iter()
-                .map(|h| (h.key.to_string(), h.value.unwrap_or(&[]).to_vec()))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Decodes a message value within `limits`; the error says why it is
-/// poison.
-fn decode(
-    msg: &BorrowedMessage<'_>,
-    payload: &[u8],
-    limits: &ipc::DecodeLimits,
-) -> std::result::Result<ipc::Decoded, (Reason, String)> {
-    let undecodable = |why: String| (Reason::Undecodable, why);
-    let envelope = match msg.headers() {
-        Some(h) => Envelope::from_headers(h.iter().map(|h| (h.key, h.value)))
-            .map_err(|e| undecodable(e.to_string()))?,
-        None => None,
-    };
-    if payload.is_empty() {
-        return Err(undecodable("empty message value".into()));
-    }
-    let decoded = ipc::decode_with_limits(payload, limits).map_err(|e| match e {
-        CodecError::LimitExceeded { .. } => (
-            Reason::Oversized,
-            format!("oversized: {e} (--max-decoded-bytes)"),
-        ),
-        e => undecodable(e.to_string()),
-    })?;
-    if let Some(env) = envelope {
-        let rows = decoded.num_rows() as u64;
-        if env.rows != rows {
-            return Err(undecodable(format!(
-                "header says {} rows, the message holds {rows}",
-                env.rows
-            )));
-        }
-    }
-    Ok(decoded)
-}
-
-/// Field names, types and nullability equal (metadata ignored).
-fn same_fields(a: &arrow_schema::Schema, b: &arrow_schema::Schema) -> bool {
-    a.fields().len() == b.fields().len()
-        && a.fields().iter().zip(b.fields()).all(|(x, y)| {
-            x.name() == y.name()
-                && x.data_type() == y.data_type()
-                && x.is_nullable() == y.is_nullable()
-        })
-}
-
-fn describe(s: &arrow_schema::Schema) -> String {
-    let fields: Vec<String> = s
-        .fields()
-        .iter()
-        .map(|f| format!("{} {}", f.name(), f.data_type()))
-        .collect();
-    format!("({})", fields.join(", "))
+/// Starts the insert side and lets the rebalance callbacks reach its lanes.
+fn start(
+    shared: &Shared,
+    schema: Option<SchemaRef>,
+    dead_letters: Option<Arc<super::dlq::DeadLetters>>,
+    events: &std_mpsc::Sender<Event>,
+) -> Result<Pipeline> {
+    let p = shared
+        .rt
+        .block_on(Pipeline::start(shared, schema, dead_letters, events))?;
+    *lock(&shared.lanes) = p.lanes.clone();
+    Ok(p)
 }

@@ -1,117 +1,65 @@
 //! The target table: created from the (transformed) schema or checked
-//! against it before anything is consumed, and, in exactly-once mode, the
-//! offsets stored with the data.
+//! against it before anything is consumed. In exactly-once mode the table
+//! must also have the bookkeeping columns and an engine the protocol covers.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use arrow_schema::{Field, Schema};
 use velostream_codecs::chtype::ChType;
-use velostream_codecs::ddl::{self, CreateTable};
+use velostream_codecs::ddl::{self, CreateTable, TableEngine};
 use velostream_codecs::mapping::{self, MappingOptions};
 use velostream_codecs::native::NativeEncoder;
 
-use super::config::{ConsumerConfig, OFFSET_COLUMN, PARTITION_COLUMN};
-use crate::clickhouse::{ClickHouse, TableRef};
+use super::config::ConsumerConfig;
+use super::exactly_once;
+use crate::clickhouse::{ClickHouse, Shard, TableRef};
 use crate::{Error, Result};
 
 /// How batches of one schema are written into the table.
 #[derive(Clone, Debug)]
 pub struct TablePlan {
-    /// The schema of the batches handed to the encoder (with the offset
-    /// columns appended in exactly-once mode).
-    pub batch_schema: SchemaRef,
+    /// The schema of the batches handed to the encoder (with the
+    /// exactly-once columns appended in exactly-once mode).
+    pub batch_schema: Arc<Schema>,
     pub encoder: NativeEncoder,
     pub exactly_once: bool,
 }
 
-fn offset_fields() -> [Field; 2] {
-    [
-        Field::new(PARTITION_COLUMN, DataType::UInt32, false),
-        Field::new(OFFSET_COLUMN, DataType::UInt64, false),
-    ]
-}
-
-/// Creates the table when missing (if allowed) or checks the existing one
-/// against `schema`. Every mismatch is reported by column name.
-pub async fn prepare(ch: &ClickHouse, cfg: &ConsumerConfig, schema: &Schema) -> Result<TablePlan> {
-    if let Some(i) = schema.fields().iter().position(|f| f.name().is_empty()) {
-        return Err(Error::Config(format!(
-            "table {}: column {} of the {} schema has an empty name, which ClickHouse \
-             identifiers must not be; rename it in the source",
-            cfg.table,
-            i + 1,
-            if cfg.transform.is_some() {
-                "transform's output"
-            } else {
-                "topic's"
-            }
-        )));
-    }
-    let caps = ch.server_version().await?.caps();
+/// Creates the table where it is missing (if allowed) or checks the
+/// existing one against `schema`, on every server of every shard. Every
+/// mismatch is reported by column name (and server URL).
+pub async fn prepare(
+    shards: &[Arc<Shard>],
+    cfg: &ConsumerConfig,
+    schema: &Schema,
+) -> Result<TablePlan> {
+    refuse_empty_names(cfg, schema)?;
+    let caps = shards[0].replicas()[0].server_version().await?.caps();
     let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
     if cfg.exactly_once {
-        fields.extend(offset_fields());
+        fields.extend(exactly_once::fields());
     }
     let batch_schema = Arc::new(Schema::new(fields));
-    let columns = match ch.table_columns(&cfg.table).await? {
-        Some(cols) => cols,
-        None if cfg.create_table => {
-            let columns = mapping::table_columns(&batch_schema, caps)?;
-            if let Some(db) = &cfg.table.database {
-                ch.execute(&format!(
-                    "CREATE DATABASE IF NOT EXISTS {}",
-                    ddl::quote_ident(db)?
-                ))
-                .await?;
+    let mut reference: Option<(String, Vec<(String, ChType)>)> = None;
+    for shard in shards {
+        for ch in shard.replicas() {
+            let columns = columns_on(ch, shard, cfg, &batch_schema, caps).await?;
+            if cfg.exactly_once {
+                check_exactly_once_columns(&cfg.table, &columns)?;
+                check_exactly_once_engine(ch, &cfg.table).await?;
             }
-            let sql = CreateTable {
-                database: cfg.table.database.as_deref(),
-                table: &cfg.table.table,
-                columns: &columns,
-                order_by: &cfg.order_by,
-                if_not_exists: true,
-            }
-            .to_sql_with_comments(&mapping::table_comments(&batch_schema))?;
-            ch.execute(&sql).await?;
-            tracing::info!(table = %cfg.table, "created table");
-            columns
-        }
-        None => {
-            return Err(Error::Config(format!(
-                "table {} does not exist; pass --create-table to create it from the {} schema",
-                cfg.table,
-                if cfg.transform.is_some() {
-                    "transform's output"
-                } else {
-                    "topic's"
-                }
-            )))
-        }
-    };
-    if cfg.exactly_once {
-        for (name, want) in [
-            (PARTITION_COLUMN, ChType::UInt32),
-            (OFFSET_COLUMN, ChType::UInt64),
-        ] {
-            match columns.iter().find(|(n, _)| n == name) {
-                Some((_, t)) if *t == want => {}
-                Some((_, t)) => {
-                    return Err(Error::Config(format!(
-                        "table {}: exactly-once column {name} is {t}, expected {want}",
-                        cfg.table
-                    )))
-                }
-                None => {
-                    return Err(Error::Config(format!(
-                        "table {} has no {name} column, which --exactly-once stores offsets in; \
-                         add it with ALTER TABLE … ADD COLUMN {name} {want}",
-                        cfg.table
-                    )))
+            match &reference {
+                None => reference = Some((ch.config().url.clone(), columns)),
+                Some((url, cols)) => {
+                    same_columns(&cfg.table, url, cols, &ch.config().url, &columns)?
                 }
             }
         }
     }
+    if let (true, Some(cluster)) = (cfg.create_table, &cfg.cluster) {
+        create_distributed(shards, cfg, cluster).await?;
+    }
+    let (_, columns) = reference.expect("a topology has at least one server");
     let encoder = NativeEncoder::new(
         &batch_schema,
         &columns,
@@ -133,56 +81,262 @@ pub async fn prepare(ch: &ClickHouse, cfg: &ConsumerConfig, schema: &Schema) -> 
     })
 }
 
-/// Next offset to consume per partition according to the data stored in
-/// ClickHouse (exactly-once mode). Partitions without rows are absent.
-pub async fn stored_offsets(ch: &ClickHouse, table: &TableRef) -> Result<HashMap<i32, i64>> {
-    if ch.table_columns(table).await?.is_none() {
-        return Ok(HashMap::new());
-    }
-    let sql = format!(
-        "SELECT {p}, max({o}) FROM {t} GROUP BY {p} FORMAT TSV",
-        p = ddl::quote_ident(PARTITION_COLUMN)?,
-        o = ddl::quote_ident(OFFSET_COLUMN)?,
-        t = table.sql()?
-    );
-    let text = ch.query_tsv(&sql).await?;
-    let mut out = HashMap::new();
-    for line in text.lines().filter(|l| !l.is_empty()) {
-        let mut parts = line.split('\t');
-        let (Some(p), Some(o)) = (parts.next(), parts.next()) else {
-            continue;
-        };
-        let p: i32 = p.parse().map_err(|_| bad_tsv(table, line))?;
-        let o: i64 = o.parse().map_err(|_| bad_tsv(table, line))?;
-        out.insert(p, o + 1);
-    }
-    Ok(out)
-}
-
-/// Whether rows of `partition` with offsets in `first..=last` are stored:
-/// an insert is atomic, so any row means the whole insert landed.
-pub async fn range_stored(
+/// The table's columns on one server, creating the table there if allowed.
+async fn columns_on(
     ch: &ClickHouse,
-    table: &TableRef,
-    partition: i32,
-    first: i64,
-    last: i64,
-) -> Result<bool> {
-    let sql = format!(
-        "SELECT count() FROM {t} WHERE {p} = {partition} AND {o} BETWEEN {first} AND {last} FORMAT TSV",
-        p = ddl::quote_ident(PARTITION_COLUMN)?,
-        o = ddl::quote_ident(OFFSET_COLUMN)?,
-        t = table.sql()?
-    );
-    let text = ch.query_tsv(&sql).await?;
-    Ok(text.trim().parse::<u64>().unwrap_or(0) > 0)
+    shard: &Shard,
+    cfg: &ConsumerConfig,
+    batch_schema: &Schema,
+    caps: mapping::ServerCaps,
+) -> Result<Vec<(String, ChType)>> {
+    match ch.table_columns(&cfg.table).await? {
+        Some(cols) => Ok(cols),
+        None if cfg.create_table => {
+            create(ch, cfg, batch_schema, caps, &engine_for(shard, cfg)?).await
+        }
+        None => Err(Error::Config(format!(
+            "table {} does not exist on {}; pass --create-table to create it from the {} schema",
+            cfg.table,
+            ch.config().url,
+            schema_origin(cfg)
+        ))),
+    }
 }
 
-fn bad_tsv(table: &TableRef, line: &str) -> Error {
-    Error::ClickHouse {
-        context: format!("reading stored offsets of {table}"),
-        message: format!("unexpected row {line:?}"),
-        code: None,
-        transient: false,
+/// `MergeTree` on a single-server shard; `ReplicatedMergeTree` (paths and
+/// replica names from each server's macros) where the shard has replicas,
+/// which needs `--cluster` to say the servers are set up for it.
+fn engine_for(shard: &Shard, cfg: &ConsumerConfig) -> Result<TableEngine> {
+    match (shard.replicas().len(), &cfg.cluster) {
+        (1, _) => Ok(TableEngine::MergeTree),
+        (_, Some(_)) => Ok(TableEngine::ReplicatedMergeTree),
+        (n, None) => Err(Error::Config(format!(
+            "shard {} has {n} replicas: pass --cluster NAME (the servers' remote_servers) so that \
+             --create-table can create {} as a ReplicatedMergeTree on each, or create it yourself",
+            shard.index + 1,
+            cfg.table
+        ))),
+    }
+}
+
+/// The same columns (names and types, in any order) on two servers.
+fn same_columns(
+    table: &TableRef,
+    url_a: &str,
+    a: &[(String, ChType)],
+    url_b: &str,
+    b: &[(String, ChType)],
+) -> Result<()> {
+    let sorted = |c: &[(String, ChType)]| {
+        let mut v: Vec<String> = c.iter().map(|(n, t)| format!("{n} {t}")).collect();
+        v.sort();
+        v
+    };
+    let (sa, sb) = (sorted(a), sorted(b));
+    if sa == sb {
+        return Ok(());
+    }
+    let only_a: Vec<&String> = sa.iter().filter(|c| !sb.contains(c)).collect();
+    let only_b: Vec<&String> = sb.iter().filter(|c| !sa.contains(c)).collect();
+    Err(Error::Config(format!(
+        "table {table} differs between servers: {url_a} has {only_a:?} where {url_b} has {only_b:?}"
+    )))
+}
+
+/// `<table>_distributed` on every server, reading across the cluster.
+async fn create_distributed(
+    shards: &[Arc<Shard>],
+    cfg: &ConsumerConfig,
+    cluster: &str,
+) -> Result<()> {
+    let db = cfg
+        .table
+        .database
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let sql = ddl::create_distributed(
+        cluster,
+        &db,
+        &cfg.table.table,
+        &distributed_name(&cfg.table),
+    )?;
+    for shard in shards {
+        for ch in shard.replicas() {
+            ch.execute(&sql).await?;
+        }
+    }
+    tracing::info!(table = %cfg.table, "created {} for reads across the cluster", distributed_name(&cfg.table));
+    Ok(())
+}
+
+/// The name of the Distributed table created with `--cluster`.
+pub fn distributed_name(table: &TableRef) -> String {
+    format!("{}_distributed", table.table)
+}
+
+fn schema_origin(cfg: &ConsumerConfig) -> &'static str {
+    if cfg.transform.is_some() {
+        "transform's output"
+    } else {
+        "topic's"
+    }
+}
+
+fn refuse_empty_names(cfg: &ConsumerConfig, schema: &Schema) -> Result<()> {
+    match schema.fields().iter().position(|f| f.name().is_empty()) {
+        Some(i) => Err(Error::Config(format!(
+            "table {}: column {} of the {} schema has an empty name, which ClickHouse \
+             identifiers must not be; rename it in the source",
+            cfg.table,
+            i + 1,
+            schema_origin(cfg)
+        ))),
+        None => Ok(()),
+    }
+}
+
+async fn create(
+    ch: &ClickHouse,
+    cfg: &ConsumerConfig,
+    batch_schema: &Schema,
+    caps: mapping::ServerCaps,
+    engine: &TableEngine,
+) -> Result<Vec<(String, ChType)>> {
+    let columns = mapping::table_columns(batch_schema, caps)?;
+    if let Some(db) = &cfg.table.database {
+        ch.execute(&format!(
+            "CREATE DATABASE IF NOT EXISTS {}",
+            ddl::quote_ident(db)?
+        ))
+        .await?;
+    }
+    let sql = CreateTable {
+        database: cfg.table.database.as_deref(),
+        table: &cfg.table.table,
+        columns: &columns,
+        order_by: &cfg.order_by,
+        if_not_exists: true,
+    }
+    .render(engine, &mapping::table_comments(batch_schema))?;
+    ch.execute(&sql).await?;
+    tracing::info!(table = %cfg.table, server = %ch.config().url, ?engine, "created table");
+    // Another member may have created it first, differently: use what exists.
+    ch.table_columns(&cfg.table)
+        .await?
+        .ok_or_else(|| Error::Config(format!("table {} vanished right after CREATE", cfg.table)))
+}
+
+/// Every exactly-once column present with its type, or an error listing
+/// the statements that add the missing ones.
+pub(super) fn check_exactly_once_columns(
+    table: &TableRef,
+    columns: &[(String, ChType)],
+) -> Result<()> {
+    let mut missing = Vec::new();
+    for (name, want) in exactly_once::COLUMNS {
+        match columns.iter().find(|(n, _)| n == name) {
+            Some((_, t)) if *t == want => {}
+            Some((_, t)) => {
+                return Err(Error::Config(format!(
+                    "table {table}: exactly-once column {name} is {t}, expected {want}"
+                )))
+            }
+            None => missing.push(format!(
+                "ALTER TABLE {} ADD COLUMN {} {want}",
+                table.sql()?,
+                ddl::quote_ident(name)?
+            )),
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Config(format!(
+        "table {table} lacks the columns --exactly-once stores its bookkeeping in; add them with: {}",
+        missing.join("; ")
+    )))
+}
+
+/// Whether the exactly-once protocol covers the table's engine: it needs
+/// atomic parts, `ALTER TABLE … DELETE` and rows that merges never combine.
+pub fn engine_refusal(engine: &str) -> Option<&'static str> {
+    match engine {
+        "MergeTree" | "ReplicatedMergeTree" => None,
+        "Distributed" => Some(
+            "a Distributed table forwards inserts to the shards later and in pieces; insert into \
+             each shard's local table instead (one --clickhouse-url per shard, see README \"Clusters\")",
+        ),
+        "Buffer" => Some("a Buffer table flushes rows to its destination later, in pieces"),
+        e if e.ends_with("MergeTree") => Some(
+            "merges of this engine combine or drop rows, so stored rows cannot be counted \
+             against what was sent; use MergeTree or ReplicatedMergeTree",
+        ),
+        "View" | "MaterializedView" => Some("insert into the view's target table instead"),
+        _ => Some(
+            "it has no atomic inserts and no ALTER TABLE … DELETE; use MergeTree or \
+             ReplicatedMergeTree",
+        ),
+    }
+}
+
+async fn check_exactly_once_engine(ch: &ClickHouse, table: &TableRef) -> Result<()> {
+    let engine = ch.table_engine(table).await?.unwrap_or_default();
+    match engine_refusal(&engine) {
+        None => Ok(()),
+        Some(why) => Err(Error::Config(format!(
+            "--exactly-once cannot cover table {table} (engine {engine}): {why}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engines_the_protocol_covers() {
+        assert_eq!(engine_refusal("MergeTree"), None);
+        assert_eq!(engine_refusal("ReplicatedMergeTree"), None);
+        for e in [
+            "Distributed",
+            "Buffer",
+            "ReplacingMergeTree",
+            "ReplicatedSummingMergeTree",
+            "CollapsingMergeTree",
+            "AggregatingMergeTree",
+            "Log",
+            "Memory",
+            "MaterializedView",
+            "",
+        ] {
+            assert!(engine_refusal(e).is_some(), "{e} must be refused");
+        }
+        assert!(engine_refusal("Distributed")
+            .unwrap()
+            .contains("--clickhouse-url"));
+    }
+
+    #[test]
+    fn missing_columns_come_with_their_alter_statements() {
+        let t = TableRef::new(Some("db"), "trips");
+        let cols = vec![
+            ("x".to_string(), ChType::Int64),
+            (exactly_once::PARTITION_COLUMN.to_string(), ChType::UInt32),
+            (exactly_once::OFFSET_COLUMN.to_string(), ChType::UInt64),
+        ];
+        let e = check_exactly_once_columns(&t, &cols)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("ALTER TABLE `db`.`trips` ADD COLUMN `_velostream_insert` UInt64")
+                && e.contains("`_velostream_slice` UInt64")
+                && !e.contains("ADD COLUMN `_velostream_offset`"),
+            "{e}"
+        );
+        let wrong = vec![(exactly_once::PARTITION_COLUMN.to_string(), ChType::Int32)];
+        let e = check_exactly_once_columns(&t, &wrong)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is Int32, expected UInt32"), "{e}");
     }
 }

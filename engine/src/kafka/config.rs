@@ -254,6 +254,17 @@ impl KafkaArgs {
         Ok(c)
     }
 
+    /// The `-X KEY=VALUE` pass-through properties as (key, value); entries
+    /// without `=` are skipped (they are refused by
+    /// [`apply_overrides`](Self::apply_overrides)).
+    pub fn overrides(&self) -> Vec<(&str, &str)> {
+        self.options
+            .iter()
+            .filter_map(|o| o.split_once('='))
+            .map(|(k, v)| (k.trim(), v.trim()))
+            .collect()
+    }
+
     /// Applies the user's `-X key=value` options last, so they win.
     pub fn apply_overrides(&self, c: &mut ClientConfig) -> Result<()> {
         for o in &self.options {

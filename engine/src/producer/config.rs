@@ -16,7 +16,11 @@ pub enum MessageFormat {
 /// How messages are spread over partitions.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Partitioning {
-    /// Message i goes to partition i mod P.
+    /// Arrow messages: the slices of a row group go round-robin over the
+    /// partitions, starting at a partition derived from the file's
+    /// fingerprint and the row group, so a re-run over the same files sends
+    /// every slice to the same partition (file-to-table exactly-once relies
+    /// on it). JSON rows: message i goes to partition i mod P.
     RoundRobin,
     /// Rows are grouped by a hash of this column, so equal keys share a partition.
     KeyColumn(String),

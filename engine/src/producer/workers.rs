@@ -220,11 +220,18 @@ impl Worker {
                     continue;
                 }
                 let mut out = Vec::new();
+                let stable = partition.is_none() && self.partitions > 0;
                 self.slicer.slice(&part, &what, &mut |payload, slice| {
                     let source = SourceId {
                         file: file.clone(),
                         row_group: rg.row_group as u32,
                         slice: slice_no,
+                        file_id: Some(rg.file_id),
+                    };
+                    let partition = if stable {
+                        Some(source_partition(&source, self.partitions))
+                    } else {
+                        partition
                     };
                     slice_no += 1;
                     let rows = slice.num_rows() as u64;
@@ -278,4 +285,16 @@ fn json_message(
         envelope: None,
         partition,
     })
+}
+
+/// The partition of an unkeyed Arrow message: round-robin over the slices of
+/// its row group, from a start that depends on the file and row group only.
+/// The same slice of the same file always lands in the same partition (for a
+/// given partition count), whatever else is produced with it.
+fn source_partition(source: &SourceId, partitions: usize) -> i32 {
+    let mut key = source.file_id.unwrap_or(0).to_le_bytes().to_vec();
+    key.extend_from_slice(&source.row_group.to_le_bytes());
+    let start = velostream_codecs::envelope::fnv1a64(&key);
+    let p = start.wrapping_add(u64::from(source.slice)) % partitions.max(1) as u64;
+    p as i32
 }

@@ -76,6 +76,7 @@
 
 mod cast;
 mod discover;
+pub mod fingerprint;
 mod plan;
 mod reader;
 
@@ -114,4 +115,6 @@ pub struct RowGroupRef {
     pub rows: u64,
     /// Compressed size of the row group's column chunks in bytes.
     pub compressed_bytes: u64,
+    /// [`fingerprint::file_fingerprint`] of the file.
+    pub file_id: u64,
 }

@@ -58,6 +58,7 @@ impl ParquetSource {
         let mut total_rows = 0u64;
         for (file_index, (path, metadata)) in paths.iter().zip(metas).enumerate() {
             let path: Arc<Path> = Arc::from(path.as_path());
+            let file_id = super::fingerprint::file_fingerprint(&path)?;
             let plan = plan_file(
                 &path,
                 metadata.schema(),
@@ -80,6 +81,7 @@ impl ParquetSource {
                     row_group,
                     rows,
                     compressed_bytes: u64::try_from(rg.compressed_size()).unwrap_or(0),
+                    file_id,
                 });
             }
             files.push(FileEntry {

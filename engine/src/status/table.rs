@@ -5,7 +5,8 @@ use velostream_codecs::chtype::ChType;
 
 use super::model::TableObservation;
 use crate::clickhouse::{ClickHouse, TableRef};
-use crate::consumer::{table::stored_offsets, OFFSET_COLUMN, PARTITION_COLUMN};
+use crate::consumer::exactly_once::stored_offsets;
+use crate::consumer::{OFFSET_COLUMN, PARTITION_COLUMN};
 use crate::Result;
 
 /// Reads the table's row count and stored offsets; a missing table is

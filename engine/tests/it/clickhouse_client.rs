@@ -125,6 +125,7 @@ async fn native_insert_lz4_and_plain_then_count() {
     let opts = InsertOptions {
         dedup_token: Some("batch-0001".into()),
         columns: Some(vec!["v".into()]),
+        ..InsertOptions::default()
     };
     lz4.insert_native(&t, native_u64_block("v", &[100]).into(), &opts)
         .await
@@ -516,6 +517,7 @@ async fn dedup_token_is_sent_only_when_the_server_has_the_setting() {
     let opts = InsertOptions {
         dedup_token: Some("lane-3/p0:17-42".into()),
         columns: Some(vec!["v".into(), "odd `name`".into()]),
+        ..InsertOptions::default()
     };
     let block = native_u64_block("v", &[1, 2, 3]);
     ch.insert_native(&t, block.clone().into(), &opts)

@@ -78,7 +78,11 @@ fn hostile_column_and_table_names_round_trip() {
     ));
     let mut got: Vec<String> = names.lines().filter_map(tsv_field).collect();
     let mut want: Vec<String> = HOSTILE_NAMES.iter().map(|s| s.to_string()).collect();
-    want.extend(["_velostream_partition".into(), "_velostream_offset".into()]);
+    want.extend(
+        velostream::consumer::exactly_once::COLUMNS
+            .iter()
+            .map(|(name, _)| name.to_string()),
+    );
     got.sort();
     want.sort();
     assert_eq!(got, want, "column names of the created table");

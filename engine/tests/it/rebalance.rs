@@ -100,7 +100,7 @@ fn rebalance_scenario(leave: Leave, exactly_once: bool, seed: u64) -> Rebalanced
     // Members run until stopped: no idle exit while a rebalance is pending.
     consume.exit_when_idle = None;
     // Lane debug lines say when a member has inserted.
-    consume.log = "info,velostream::consumer::lane=debug".into();
+    consume.log = "info,velostream::consumer::insert=debug".into();
     consume.insert_rows = 2_000;
     // tansu 0.6 never settles a two-member group with a 2 s session (the
     // joining member's session expires while it waits for the join to

@@ -1,0 +1,288 @@
+//! A lane's buffer and its flush policy.
+//!
+//! A lane gathers messages until one of the thresholds is reached (rows,
+//! bytes), its oldest row has waited `max_delay`, or its input has been
+//! quiet for `quiet` (a consumer that has caught up inserts promptly instead
+//! of waiting out the whole delay, while a backlog still fills whole
+//! inserts). The caller drives it with the current time; nothing here sleeps.
+
+use std::time::{Duration, Instant};
+
+use super::spans::Spans;
+
+/// When an insert is sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlushPolicy {
+    pub max_rows: usize,
+    pub max_bytes: usize,
+    pub max_delay: Duration,
+    /// Flush when no message has arrived for this long.
+    pub quiet: Duration,
+}
+
+impl FlushPolicy {
+    /// Thresholds with the quiet period at a quarter of `max_delay`.
+    pub fn new(max_rows: usize, max_bytes: usize, max_delay: Duration) -> Self {
+        FlushPolicy {
+            max_rows: max_rows.max(1),
+            max_bytes: max_bytes.max(1),
+            max_delay,
+            quiet: (max_delay / 4).max(Duration::from_millis(1)),
+        }
+    }
+}
+
+/// Why a flush happens (for logs and metrics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlushReason {
+    Rows,
+    Bytes,
+    MaxDelay,
+    Quiet,
+    /// Asked for: rebalance, shutdown, memory pressure.
+    Requested,
+}
+
+/// One buffered message.
+#[derive(Debug)]
+pub struct Entry<T> {
+    pub partition: i32,
+    pub offset: i64,
+    /// The assignment generation the message was consumed under.
+    pub generation: u64,
+    /// Rows it contributes to the insert (0 for skipped messages).
+    pub rows: usize,
+    /// In-memory bytes of its rows.
+    pub bytes: usize,
+    pub payload: T,
+}
+
+/// Messages taken out of a [`Batcher`] to be inserted together.
+#[derive(Debug)]
+pub struct Batch<T> {
+    pub entries: Vec<Entry<T>>,
+}
+
+impl<T> Batch<T> {
+    /// Rows over all entries.
+    pub fn rows(&self) -> usize {
+        self.entries.iter().map(|e| e.rows).sum()
+    }
+
+    /// In-memory bytes over all entries.
+    pub fn bytes(&self) -> usize {
+        self.entries.iter().map(|e| e.bytes).sum()
+    }
+
+    /// The per-partition spans of this batch.
+    pub fn spans(&self) -> Spans {
+        let mut s = Spans::default();
+        for e in &self.entries {
+            s.add(e.partition, e.offset, e.rows as u64);
+        }
+        s
+    }
+
+    /// Splits into two halves by message count, keeping order: the first
+    /// half holds the earlier messages of every partition. `None` for a
+    /// batch of one message.
+    pub fn split(mut self) -> Result<(Batch<T>, Batch<T>), Batch<T>> {
+        if self.entries.len() < 2 {
+            return Err(self);
+        }
+        let second = self.entries.split_off(self.entries.len() / 2);
+        Ok((self, Batch { entries: second }))
+    }
+
+    /// Removes the entries `keep` rejects and returns them.
+    pub fn remove_unless(&mut self, keep: impl Fn(&Entry<T>) -> bool) -> Vec<Entry<T>> {
+        let (kept, removed) = std::mem::take(&mut self.entries)
+            .into_iter()
+            .partition(|e| keep(e));
+        self.entries = kept;
+        removed
+    }
+}
+
+/// Gathers messages for the next insert.
+#[derive(Debug)]
+pub struct Batcher<T> {
+    policy: FlushPolicy,
+    entries: Vec<Entry<T>>,
+    rows: usize,
+    bytes: usize,
+    /// When the oldest buffered message arrived.
+    since: Option<Instant>,
+    /// When the newest buffered message arrived.
+    last: Option<Instant>,
+}
+
+impl<T> Batcher<T> {
+    pub fn new(policy: FlushPolicy) -> Self {
+        Batcher {
+            policy,
+            entries: Vec::new(),
+            rows: 0,
+            bytes: 0,
+            since: None,
+            last: None,
+        }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &FlushPolicy {
+        &self.policy
+    }
+
+    /// Adds a message; says whether a size threshold is now reached.
+    pub fn push(&mut self, entry: Entry<T>, now: Instant) -> Option<FlushReason> {
+        self.rows += entry.rows;
+        self.bytes += entry.bytes;
+        self.since.get_or_insert(now);
+        self.last = Some(now);
+        self.entries.push(entry);
+        if self.rows >= self.policy.max_rows {
+            Some(FlushReason::Rows)
+        } else if self.bytes >= self.policy.max_bytes {
+            Some(FlushReason::Bytes)
+        } else {
+            None
+        }
+    }
+
+    /// Whether the buffer is due at `now` by age or quiet input.
+    pub fn due(&self, now: Instant) -> Option<FlushReason> {
+        let since = self.since?;
+        if now >= since + self.policy.max_delay {
+            Some(FlushReason::MaxDelay)
+        } else if self.last.is_some_and(|t| now >= t + self.policy.quiet) {
+            Some(FlushReason::Quiet)
+        } else {
+            None
+        }
+    }
+
+    /// When [`due`](Self::due) turns true, if nothing else arrives.
+    pub fn wake_at(&self) -> Option<Instant> {
+        let since = self.since?;
+        let quiet = self.last.map(|t| t + self.policy.quiet);
+        Some(quiet.map_or(since + self.policy.max_delay, |q| {
+            q.min(since + self.policy.max_delay)
+        }))
+    }
+
+    /// Whether nothing is buffered.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Rows buffered.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Takes everything buffered.
+    pub fn take(&mut self) -> Batch<T> {
+        self.rows = 0;
+        self.bytes = 0;
+        self.since = None;
+        self.last = None;
+        Batch {
+            entries: std::mem::take(&mut self.entries),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(partition: i32, offset: i64, rows: usize) -> Entry<()> {
+        Entry {
+            partition,
+            offset,
+            generation: 1,
+            rows,
+            bytes: rows * 10,
+            payload: (),
+        }
+    }
+
+    fn policy() -> FlushPolicy {
+        FlushPolicy::new(100, 5_000, Duration::from_millis(1000))
+    }
+
+    #[test]
+    fn flushes_at_the_row_and_byte_thresholds() {
+        let t0 = Instant::now();
+        let mut b = Batcher::new(policy());
+        assert_eq!(b.push(entry(0, 0, 60), t0), None);
+        assert_eq!(b.push(entry(0, 1, 40), t0), Some(FlushReason::Rows));
+        let batch = b.take();
+        assert_eq!((batch.rows(), batch.bytes()), (100, 1000));
+        assert!(b.is_empty() && b.due(t0 + Duration::from_secs(9)).is_none());
+
+        let mut b = Batcher::new(FlushPolicy::new(1_000, 500, Duration::from_secs(1)));
+        assert_eq!(b.push(entry(0, 0, 60), t0), Some(FlushReason::Bytes));
+    }
+
+    #[test]
+    fn flushes_by_age_and_by_quiet_input() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut b = Batcher::new(policy()); // quiet = 250 ms
+        b.push(entry(0, 0, 1), t0);
+        assert_eq!(b.wake_at(), Some(t0 + ms(250)));
+        assert_eq!(b.due(t0 + ms(249)), None);
+        assert_eq!(b.due(t0 + ms(250)), Some(FlushReason::Quiet));
+        // A steady stream never goes quiet, but the oldest row still leaves on time.
+        for i in 1..10 {
+            b.push(entry(0, i, 1), t0 + ms(100 * i as u64));
+        }
+        assert_eq!(b.due(t0 + ms(950)), None);
+        assert_eq!(b.wake_at(), Some(t0 + ms(1000)));
+        assert_eq!(b.due(t0 + ms(1000)), Some(FlushReason::MaxDelay));
+    }
+
+    #[test]
+    fn an_empty_batcher_never_wakes() {
+        let b: Batcher<()> = Batcher::new(policy());
+        assert_eq!(b.wake_at(), None);
+        assert_eq!(b.due(Instant::now() + Duration::from_secs(3600)), None);
+    }
+
+    #[test]
+    fn split_keeps_offset_order_per_partition() {
+        let mut b = Batcher::new(policy());
+        let t0 = Instant::now();
+        for (p, o) in [(0, 1), (1, 1), (0, 2), (1, 2), (0, 3)] {
+            b.push(entry(p, o, 1), t0);
+        }
+        let (a, c) = b.take().split().unwrap();
+        let offs = |x: &Batch<()>| {
+            x.entries
+                .iter()
+                .map(|e| (e.partition, e.offset))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(offs(&a), [(0, 1), (1, 1)]);
+        assert_eq!(offs(&c), [(0, 2), (1, 2), (0, 3)]);
+        assert_eq!(a.spans().get(0).unwrap().last, 1);
+        assert_eq!(c.spans().get(0).unwrap().insert_id, Some(2));
+        let one = Batch {
+            entries: vec![entry(0, 9, 1)],
+        };
+        assert!(one.split().is_err(), "one message cannot be split");
+    }
+
+    #[test]
+    fn removing_entries_of_lost_partitions() {
+        let mut batch = Batch {
+            entries: vec![entry(0, 1, 1), entry(1, 1, 1), entry(0, 2, 1)],
+        };
+        let removed = batch.remove_unless(|e| e.partition != 0);
+        assert_eq!(removed.len(), 2);
+        assert_eq!(batch.entries.len(), 1);
+        assert_eq!(batch.spans().partitions().collect::<Vec<_>>(), [1]);
+    }
+}
