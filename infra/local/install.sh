@@ -69,6 +69,7 @@ APT_PACKAGES=(
     "python3:python3"
     "python3-venv:"
     "procps:ps"
+    "man-db:man"
     "util-linux:flock"
 )
 

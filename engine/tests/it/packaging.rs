@@ -211,8 +211,11 @@ fn man_page_renders_with_every_subcommand_and_flag() {
         .nth(1)
         .unwrap()
         .lines()
+        .take_while(|l| !l.starts_with("Options:"))
+        // A subcommand's line is indented by two spaces; a description
+        // wrapped onto the next line is indented further.
+        .filter(|l| l.starts_with("  ") && !l[2..].starts_with(' '))
         .filter_map(|l| l.split_whitespace().next())
-        .take_while(|w| *w != "Options:")
         .filter(|w| *w != "help")
         .collect();
     assert!(subs.len() >= 9, "{subs:?}");
