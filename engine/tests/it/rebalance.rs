@@ -147,6 +147,9 @@ fn rebalance_scenario(leave: Leave, exactly_once: bool, seed: u64) -> Rebalanced
         m.log().matches("inserted").count() > inserts_before
     });
     let at_leave = stored();
+    // Counted before B leaves: A may take the partitions back before
+    // B's exit is noticed here.
+    let a_assignments = assignments(&a).len();
     let b_rows = match leave {
         Leave::Clean => Some(inserted_rows(&b.terminate())),
         Leave::Killed => {
@@ -154,7 +157,6 @@ fn rebalance_scenario(leave: Leave, exactly_once: bool, seed: u64) -> Rebalanced
             None
         }
     };
-    let a_assignments = assignments(&a).len();
     let mut replacement = None;
     match leave {
         Leave::Clean => a.wait_until(
