@@ -239,6 +239,27 @@ pub fn is_replica_failure(e: &Error) -> bool {
     }
 }
 
+/// Whether the request of a failed INSERT may still reach the server and
+/// run there: no answer came back (a timeout, a reset or broken connection),
+/// as opposed to a refused connection (nothing was sent) or an answer from
+/// the server (it decided). Such an insert's absence from the table proves
+/// nothing until its body can no longer arrive (see
+/// `consumer::core::attempts::InTransit`).
+pub fn may_still_arrive(e: &Error) -> bool {
+    match e {
+        Error::ClickHouse {
+            code: None,
+            transient: true,
+            message,
+            ..
+        } => {
+            let m = message.to_ascii_lowercase();
+            !m.contains("connection refused") && leading_http_status(message.trim()).is_none()
+        }
+        _ => false,
+    }
+}
+
 /// A transient error for a request that did not finish within `timeout`.
 pub(crate) fn timed_out(context: String, timeout: std::time::Duration, secrets: &[&str]) -> Error {
     Error::ClickHouse {
@@ -252,6 +273,42 @@ pub(crate) fn timed_out(context: String, timeout: std::time::Duration, secrets: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_unanswered_requests_may_still_arrive() {
+        let e = |message: &str, code: Option<u32>, transient: bool| Error::ClickHouse {
+            context: "inserting into t".into(),
+            message: message.into(),
+            code,
+            transient,
+        };
+        assert!(may_still_arrive(&e(
+            "no answer within 3s (timeout)",
+            None,
+            true
+        )));
+        assert!(may_still_arrive(&e(
+            "network error: connection reset by peer (os error 104)",
+            None,
+            true
+        )));
+        assert!(!may_still_arrive(&e(
+            "client error (Connect): tcp connect error: Connection refused (os error 111)",
+            None,
+            true
+        )));
+        assert!(!may_still_arrive(&e("502 Bad Gateway", None, true)));
+        assert!(!may_still_arrive(&e(
+            "Code: 252, Too many parts",
+            Some(252),
+            true
+        )));
+        assert!(!may_still_arrive(&e(
+            "Code: 60, Table doesn't exist",
+            Some(60),
+            false
+        )));
+    }
 
     #[test]
     fn transient_table() {

@@ -291,6 +291,22 @@ impl ClickHouse {
         })
     }
 
+    /// `SELECT uptime()`: how long the server process has run (whole
+    /// seconds, rounded down).
+    pub async fn uptime(&self) -> Result<std::time::Duration> {
+        let text = self.query_tsv("SELECT uptime()").await?;
+        let secs = text.trim().parse::<u64>().map_err(|e| Error::ClickHouse {
+            context: format!(
+                "reading the uptime of {}",
+                super::config::redact_url(&self.cfg.url)
+            ),
+            message: format!("not a number of seconds: {:?} ({e})", text.trim()),
+            code: None,
+            transient: false,
+        })?;
+        Ok(std::time::Duration::from_secs(secs))
+    }
+
     /// `SELECT version()`, parsed and cached for the life of this client and
     /// its clones.
     pub async fn server_version(&self) -> Result<ServerVersion> {

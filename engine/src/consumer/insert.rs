@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::core::attempts::{Attempts, Failure, Step};
+use super::core::attempts::{Attempts, Failure, InTransit, Step};
 use super::core::batcher::Batch;
 use super::core::spans::{InsertKey, Spans};
 use super::core::verdict::{verdict, Verdict};
@@ -21,8 +21,8 @@ use super::exactly_once::RUNNING_INSERT_WAIT;
 use super::item::Event;
 use super::lane::LaneShared;
 use super::target::Target;
-use crate::clickhouse::retry::insert_failure;
-use crate::clickhouse::InsertOptions;
+use crate::clickhouse::retry::{insert_failure, may_still_arrive};
+use crate::clickhouse::{ClickHouse, InsertOptions};
 use crate::metrics as m;
 use crate::{Error, Result};
 
@@ -192,6 +192,8 @@ async fn attempts(
     let mut too_many_parts = 0;
     // The replica the last attempt went to, and when.
     let mut sent = (0, Instant::now());
+    // The last attempt got no answer: its body may still arrive.
+    let mut in_transit = None;
     loop {
         step = match step {
             Step::Send(wait) => {
@@ -208,6 +210,10 @@ async fn attempts(
                 match send(s, t, lane, &spans, body, format).await {
                     Ok(()) => return Ok((Outcome::Stored, too_many_parts)),
                     Err(e) => {
+                        in_transit = may_still_arrive(&e).then(|| {
+                            let grace = t.shard.replicas()[replica].config().timeout;
+                            InTransit::new(sent.1, Instant::now(), grace)
+                        });
                         t.shard.fail_over(replica, &e);
                         let kind = insert_failure(&e);
                         if kind == Failure::TooManyParts {
@@ -223,7 +229,7 @@ async fn attempts(
             Step::Verify(wait) => {
                 tokio::time::sleep(wait).await;
                 metrics::counter!(m::CONSUMER_UNKNOWN_OUTCOMES).increment(1);
-                match check(t, &spans, &expected, sent).await {
+                match check(t, &spans, &expected, sent, in_transit).await {
                     Ok(v) => {
                         if v == Verdict::Complete {
                             tracing::warn!(lane, inserts = %spans.label(), "the failed insert was stored after all");
@@ -325,7 +331,8 @@ fn with(settings: &[(String, String)], (k, v): (&str, &str)) -> Vec<(String, Str
 
 /// What the table holds of an insert whose outcome is unknown: once no
 /// insert of its partitions runs any more on the replica that received it
-/// (`sent`: which one, and when), read on a replica in sync. When that
+/// (`sent`: which one, and when) and its body can no longer arrive there
+/// (`in_transit`), read on a replica in sync. When that
 /// replica cannot be reached, another one is asked only after
 /// [`RUNNING_INSERT_WAIT`] has passed since the insert was sent (it could
 /// otherwise still be inserting); a single server must answer itself.
@@ -334,6 +341,7 @@ async fn check(
     spans: &Spans,
     expected: &[(InsertKey, u64)],
     sent: (usize, Instant),
+    in_transit: Option<InTransit>,
 ) -> Result<Verdict> {
     let eo =
         t.eo.as_ref()
@@ -341,7 +349,7 @@ async fn check(
     let partitions: Vec<i32> = spans.partitions().collect();
     let (ran_on, sent_at) = sent;
     let ran = &t.shard.replicas()[ran_on];
-    if let Err(e) = eo.fence(ran, Some(&partitions), RUNNING_INSERT_WAIT).await {
+    if let Err(e) = settle(eo, ran, &partitions, in_transit).await {
         if t.shard.replicas().len() == 1 || sent_at.elapsed() < RUNNING_INSERT_WAIT {
             t.shard.fail_over(ran_on, &e);
             return Err(e);
@@ -364,6 +372,34 @@ async fn check(
         Err(e) => {
             t.shard.fail_over(reader, &e);
             Err(e)
+        }
+    }
+}
+
+/// Waits until no insert of `partitions` runs on `ran` and the body of an
+/// unanswered insert can no longer arrive there (fencing again after each
+/// wait: it may have arrived and started meanwhile).
+async fn settle(
+    eo: &super::exactly_once::EoTable,
+    ran: &ClickHouse,
+    partitions: &[i32],
+    in_transit: Option<InTransit>,
+) -> Result<()> {
+    loop {
+        eo.fence(ran, Some(partitions), RUNNING_INSERT_WAIT).await?;
+        let Some(it) = in_transit else {
+            return Ok(());
+        };
+        let uptime = ran.uptime().await?;
+        match it.remaining(Instant::now(), uptime) {
+            None => return Ok(()),
+            Some(left) => {
+                tracing::info!(
+                    "the failed insert got no answer and may still reach the server: \
+                     checking the table in {left:?}"
+                );
+                tokio::time::sleep(left.min(Duration::from_secs(1))).await;
+            }
         }
     }
 }

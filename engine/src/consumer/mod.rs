@@ -219,5 +219,6 @@ fn create_consumer(
     consumer
         .subscribe(&[&cfg.topic])
         .map_err(|e| Error::kafka(format!("subscribing to {:?}", cfg.topic), e))?;
+    tracing::info!(topic = %cfg.topic, group = %cfg.group, "joining the consumer group");
     Ok(consumer)
 }

@@ -8,7 +8,7 @@
 //! first ([`super::verdict`]); only an insert found absent is sent again, a
 //! partly stored one is deleted first, a complete one is done.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::verdict::Verdict;
 
@@ -133,6 +133,50 @@ impl Attempts {
     }
 }
 
+/// An INSERT that got no answer (timeout, reset connection): its body may
+/// still be on its way to the server (held by a proxy, a load balancer or a
+/// socket buffer), and ClickHouse lists an INSERT in `system.processes` only
+/// once it has started to execute. Until the body can no longer arrive, the
+/// table's "absent" proves nothing: sending the rows again could store them
+/// twice. The body can no longer arrive once one request timeout has passed
+/// since the failure (the documented limit: a body delayed longer than
+/// that is not covered), or once the server process that held the
+/// connection is gone (its uptime is shorter than the time since the
+/// request was sent: it restarted).
+#[derive(Clone, Copy, Debug)]
+pub struct InTransit {
+    sent: Instant,
+    failed: Instant,
+    grace: Duration,
+}
+
+impl InTransit {
+    /// A request sent at `sent` that failed without an answer at `failed`,
+    /// to a client whose requests time out after `grace`.
+    pub fn new(sent: Instant, failed: Instant, grace: Duration) -> Self {
+        InTransit {
+            sent,
+            failed,
+            grace,
+        }
+    }
+
+    /// How much longer the body may still arrive, given the server's
+    /// `uptime` (whole seconds, as `uptime()` reports it) read at `now`;
+    /// `None` when the table's answer can be trusted.
+    pub fn remaining(&self, now: Instant, uptime: Duration) -> Option<Duration> {
+        // `uptime` is rounded down: the process started less than
+        // uptime + 1 s ago, so it restarted after the request was sent only
+        // when uptime + 1 s is at most the time since.
+        let since_sent = now.saturating_duration_since(self.sent);
+        if uptime + Duration::from_secs(1) <= since_sent {
+            return None;
+        }
+        let until = self.failed + self.grace;
+        (now < until).then(|| until - now)
+    }
+}
+
 /// Spaces inserts out while the server reports "too many parts": the delay
 /// doubles (from 500 ms up to 30 s) with each such failure and halves with
 /// each success, so a lane inserts less often instead of hammering a server
@@ -181,6 +225,38 @@ mod tests {
                 4,
             )],
         }
+    }
+
+    #[test]
+    fn an_unanswered_insert_may_arrive_until_one_timeout_after_its_failure() {
+        let sent = Instant::now();
+        let failed = sent + Duration::from_secs(3);
+        let t = InTransit::new(sent, failed, Duration::from_secs(3));
+        let long_up = Duration::from_secs(3600);
+        // Same server process, within the grace: wait for the rest of it.
+        assert_eq!(t.remaining(failed, long_up), Some(Duration::from_secs(3)));
+        assert_eq!(
+            t.remaining(failed + Duration::from_secs(2), long_up),
+            Some(Duration::from_secs(1))
+        );
+        // One timeout after the failure: trusted.
+        assert_eq!(t.remaining(failed + Duration::from_secs(3), long_up), None);
+    }
+
+    #[test]
+    fn a_server_restarted_since_the_request_cannot_receive_its_body() {
+        let sent = Instant::now();
+        let failed = sent + Duration::from_secs(1);
+        let t = InTransit::new(sent, failed, Duration::from_secs(60));
+        let now = sent + Duration::from_secs(5);
+        // Up for 3 s (rounded down): started at most 4 s ago, after the send.
+        assert_eq!(t.remaining(now, Duration::from_secs(3)), None);
+        // Up for 4 s (rounded down): started 4 to 5 s ago, not before the send.
+        assert_eq!(t.remaining(now, Duration::from_secs(4)), None);
+        // Up for 5 s (rounded down): may have started 5.9 s ago, before the
+        // send: still wait.
+        assert!(t.remaining(now, Duration::from_secs(5)).is_some());
+        assert!(t.remaining(now, Duration::from_secs(100)).is_some());
     }
 
     #[test]
