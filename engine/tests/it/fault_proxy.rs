@@ -50,10 +50,22 @@ impl FaultProxy {
         let (i, a) = (Arc::clone(&inserts), Arc::clone(&applied));
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
-                let (upstream, plan, i, a) = (upstream.clone(), Arc::clone(&plan), Arc::clone(&i), Arc::clone(&a));
+                let (upstream, plan, i, a) = (
+                    upstream.clone(),
+                    Arc::clone(&plan),
+                    Arc::clone(&i),
+                    Arc::clone(&a),
+                );
                 std::thread::spawn(move || {
                     if let Ok(server) = TcpStream::connect(&upstream) {
-                        let _ = Connection { client, server, plan, inserts: i, applied: a }.serve();
+                        let _ = Connection {
+                            client,
+                            server,
+                            plan,
+                            inserts: i,
+                            applied: a,
+                        }
+                        .serve();
                     }
                 });
             }
@@ -114,7 +126,10 @@ impl Connection {
             let Some(request) = read_message(&mut from_client)? else {
                 return Ok(());
             };
-            let is_insert = request.first_line().to_ascii_lowercase().contains("query=insert");
+            let is_insert = request
+                .first_line()
+                .to_ascii_lowercase()
+                .contains("query=insert");
             let fault = if is_insert {
                 let n = self.inserts.fetch_add(1, Ordering::SeqCst);
                 let fault = self.plan.get(&n).copied();
@@ -152,7 +167,8 @@ impl Connection {
                 }
                 Some(Fault::ResetMidBody) => {
                     self.server.write_all(&request.head)?;
-                    self.server.write_all(&request.body[..request.body.len() / 2])?;
+                    self.server
+                        .write_all(&request.body[..request.body.len() / 2])?;
                     reset(&self.server);
                     reset(&self.client);
                     return Ok(());
@@ -195,8 +211,10 @@ fn read_message(r: &mut BufReader<TcpStream>) -> std::io::Result<Option<Message>
     }
     let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
     let header = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}:")).map(|v| v.trim().to_string()))
+        text.lines().find_map(|l| {
+            l.strip_prefix(&format!("{name}:"))
+                .map(|v| v.trim().to_string())
+        })
     };
     let mut body = Vec::new();
     if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {

@@ -302,7 +302,21 @@ impl RawProducer {
         value: &[u8],
         headers: &[(String, Vec<u8>)],
     ) -> (i32, i64) {
+        self.send_to(topic, None, value, headers).await
+    }
+
+    /// Like [`RawProducer::send`], to `partition` when given.
+    pub async fn send_to(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        value: &[u8],
+        headers: &[(String, Vec<u8>)],
+    ) -> (i32, i64) {
         let mut record: FutureRecord<'_, (), [u8]> = FutureRecord::to(topic).payload(value);
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
         if !headers.is_empty() {
             let mut h = OwnedHeaders::new_with_capacity(headers.len());
             for (k, v) in headers {

@@ -175,3 +175,43 @@ impl Consume {
         cmd
     }
 }
+
+/// Creates `topic` (`partitions`) and an exactly-once `table` with the schema
+/// of `file` on every server of `urls` (replicas of one shard), partitioned
+/// by day of pickup (`PARTITION BY toYYYYMMDD(tpep_pickup_datetime)`):
+/// ClickHouse writes an insert that spans several days as several parts,
+/// one after the other, so a crash can leave part of it stored. With more
+/// than one URL the table is a `ReplicatedMergeTree` (the servers' `{shard}`
+/// and `{replica}` macros). `velostream provision --exactly-once` makes a
+/// template with the offset columns; the table is created `AS` it.
+pub fn day_partitioned_table(
+    (brokers, topic, partitions): (&str, &str, usize),
+    urls: &[&str],
+    table: &str,
+    file: &std::path::Path,
+) {
+    let template = format!("{table}_template");
+    velostream()
+        .args(["provision", "--brokers", brokers, "--topic", topic])
+        .args(["--partitions", &partitions.to_string()])
+        .args(["--clickhouse-url", &urls.join(",")])
+        .args(["--table", &template, "--exactly-once"])
+        .arg("--schema-from")
+        .arg(file)
+        .expect_success();
+    let engine = if urls.len() > 1 {
+        let path = table.replace('.', "_");
+        format!("ReplicatedMergeTree('/clickhouse/tables/{{shard}}/{path}', '{{replica}}')")
+    } else {
+        "MergeTree".to_string()
+    };
+    for url in urls {
+        super::clickhouse::ch_query(
+            url,
+            &format!(
+                "CREATE TABLE {table} AS {template} ENGINE = {engine} \
+                 PARTITION BY toYYYYMMDD(tpep_pickup_datetime) ORDER BY tuple()"
+            ),
+        );
+    }
+}

@@ -1,0 +1,285 @@
+//! `--exactly-once` into a day-partitioned table (ClickHouse writes an insert
+//! that spans several days as several parts, one after the other, so it is
+//! not atomic) under the faults that leave an insert's outcome unknown:
+//! - clickhouse-server SIGKILLed while an INSERT runs, restarted each time
+//!   (seeded moments, two seeds, 12 kills in all);
+//! - a reply lost after the rows were stored, an INSERT body completed after
+//!   the client gave up, a connection reset in the middle of the body (a
+//!   fault-injecting proxy between the consumer and ClickHouse).
+//!
+//! Every scenario ends with the table compared with the source files value
+//! for value, and every Kafka message (partition, offset) stored exactly
+//! once with all its rows.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::fault_proxy::{Fault, FaultProxy};
+use crate::harness::clickhouse::{ch_query, ch_try_query, try_count};
+use crate::harness::cmd::Running;
+use crate::harness::compare::compare_taxi;
+use crate::harness::data::{read_files, Rng, Taxi};
+use crate::harness::exactly_once::{exactly_once, At};
+use crate::harness::kafka::RawProducer;
+use crate::harness::own_servers::OwnClickHouse;
+use crate::harness::pipeline::{day_partitioned_table, produce_files, produce_slowly, Consume};
+use crate::harness::{self, TestDb};
+
+/// What the consumer logs when it deletes the stored part of an insert.
+const REPAIR_LOG: &str = "deleting the stored part of a partly stored insert";
+
+/// Whether an INSERT runs on the server at `url` now.
+fn insert_running(url: &str) -> bool {
+    ch_try_query(
+        url,
+        "SELECT count() FROM system.processes WHERE query LIKE 'INSERT%'",
+    )
+    .is_ok_and(|n| n.trim() != "0")
+}
+
+/// Kills the server `kills` times, each time as soon as an INSERT runs
+/// (plus a seeded 0–40 ms), keeping it down for a seeded 0.3–2 s. Returns
+/// how many kills hit a running INSERT.
+fn kill_during_inserts(
+    ch: &mut OwnClickHouse,
+    member: &mut Running,
+    rng: &mut Rng,
+    kills: u32,
+) -> u32 {
+    let url = ch.url();
+    let mut during_insert = 0;
+    for kill in 1..=kills {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut running = false;
+        while !running && Instant::now() < deadline {
+            member.assert_running("the consumer keeps running between server crashes");
+            running = insert_running(&url);
+            if !running {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(rng.range(0, 40)));
+        ch.kill();
+        during_insert += u32::from(running);
+        let down = Duration::from_millis(rng.range(300, 2_000));
+        eprintln!(
+            "server kills: kill {kill} (insert running: {running}), {} rows before it, down {down:?}",
+            try_count(&url, "eo.trips").unwrap_or(0)
+        );
+        std::thread::sleep(down);
+        member.assert_running("the consumer keeps running while ClickHouse is down");
+        ch.run();
+    }
+    during_insert
+}
+
+/// 480,000 rows (a month of pickups) produced over about 40 s into a
+/// day-partitioned table with 40,000-row inserts (each spans about three
+/// days: three parts), while the server is SIGKILLed `kills` times.
+fn server_kills(seed: u64, kills: u32) {
+    const ROWS: u64 = 480_000;
+    let brokers = harness::kafka_brokers();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut ch = OwnClickHouse::start(&dir.path().join("clickhouse"));
+    let url = ch.url();
+    ch_query(&url, "CREATE DATABASE eo");
+    let table = "eo.trips";
+    let files = Taxi::rows(ROWS)
+        .files(24)
+        .row_groups(10_000)
+        .seed(seed)
+        .write(&dir.path().join("data"));
+    let topic = harness::unique_name("eo_server_kill");
+    day_partitioned_table((&brokers, &topic, 2), &[&url], table, &files[0]);
+    let producer = produce_slowly(&brokers, &topic, &files, 2, Duration::from_millis(1_500));
+    let mut consume = Consume::new(&brokers, &url, &topic, table);
+    consume.exactly_once = true;
+    consume.insert_rows = 40_000;
+    consume.exit_when_idle = Some(10);
+    let mut member = consume.cmd().spawn(&dir.path().join("consume.log"));
+    assert!(
+        member.wait_for_log("partitions assigned", Duration::from_secs(60)),
+        "no assignment\n{}",
+        member.describe()
+    );
+    let mut rng = Rng::new(seed);
+    let during_insert = kill_during_inserts(&mut ch, &mut member, &mut rng, kills);
+    let messages = producer.join().expect("producer thread");
+    let status = member.wait(Duration::from_secs(600));
+    assert!(
+        status.success(),
+        "consumer failed ({status})\n{}",
+        member.describe()
+    );
+    let repairs = member.log().matches(REPAIR_LOG).count();
+    let days = ch_query(
+        &url,
+        "SELECT uniqExact(toYYYYMMDD(tpep_pickup_datetime)) FROM eo.trips",
+    );
+    let c = compare_taxi(&url, table, &read_files(&files));
+    eprintln!(
+        "server kills, seed {seed:#x}: {kills} SIGKILLs ({during_insert} during an INSERT), \
+         {repairs} partly stored inserts repaired, {messages} messages over {} days: {}",
+        days.trim(),
+        c.summary()
+    );
+    assert!(
+        during_insert > 0,
+        "no kill hit a running INSERT: the scenario tested nothing"
+    );
+    c.assert_exact("day-partitioned table after server SIGKILLs");
+    exactly_once(&url, table, &brokers, &topic)
+        .messages(messages)
+        .assert();
+}
+
+#[test]
+fn partitioned_table_survives_server_sigkills_during_inserts_seed_1() {
+    server_kills(0x5eed_e001, 6);
+}
+
+#[test]
+fn partitioned_table_survives_server_sigkills_during_inserts_seed_2() {
+    server_kills(0x5eed_e002, 6);
+}
+
+/// Everything one unknown-outcome run needs.
+struct Proxied {
+    db: TestDb,
+    table: String,
+    brokers: String,
+    topic: String,
+    messages: u64,
+    /// Where the garbage messages are (dead letters).
+    poison: Vec<At>,
+    files: Vec<std::path::PathBuf>,
+}
+
+/// Sends `n` garbage messages to `partition` of `topic`.
+fn send_poison(brokers: &str, topic: &str, partition: i32, n: usize) -> Vec<At> {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let producer = RawProducer::new(brokers);
+    rt.block_on(async {
+        let mut at = Vec::new();
+        for i in 0..n {
+            let value = format!("not an Arrow message {i}");
+            at.push(
+                producer
+                    .send_to(topic, Some(partition), value.as_bytes(), &[])
+                    .await,
+            );
+        }
+        at
+    })
+}
+
+/// 120,000 rows in 30 messages on a 3-partition topic, and 15 garbage
+/// messages (dead letters) on partition 2 before them, consumed by one
+/// insert stream (so an insert carries rows of several partitions and
+/// ranges that hold only dead letters) through a [`FaultProxy`] that applies `plan`
+/// (INSERT number → fault), with 3 s client timeouts. Returns the run and
+/// the consumer's log.
+fn through_proxy(exactly_once: bool, plan: HashMap<usize, Fault>, dir: &Path) -> (Proxied, String) {
+    let brokers = harness::kafka_brokers();
+    let db = TestDb::new();
+    let files = Taxi::rows(120_000)
+        .files(3)
+        .row_groups(40_000)
+        .seed(0x5eed_f00d)
+        .write(&dir.join("data"));
+    let topic = harness::unique_name("eo_unknown");
+    let table = db.table("trips");
+    if exactly_once {
+        day_partitioned_table((&brokers, &topic, 3), &[&db.url], &table, &files[0]);
+    } else {
+        harness::create_topic(&brokers, &topic, 3);
+    }
+    let dlq = format!("{topic}_dlq");
+    harness::create_topic(&brokers, &dlq, 1);
+    let poison = send_poison(&brokers, &topic, 2, 15);
+    let messages = produce_files(&brokers, &topic, &files, 3, 4_000) + poison.len() as u64;
+    let upstream = db.url.trim_start_matches("http://").trim_end_matches('/');
+    let proxy = FaultProxy::start(upstream, plan.clone());
+    let mut consume = Consume::new(&brokers, &proxy.url(), &topic, &table);
+    consume.exactly_once = exactly_once;
+    consume.exit_when_idle = Some(8);
+    let out = consume
+        .cmd()
+        .args(["--clickhouse-timeout", "3", "--insert-streams", "1"])
+        .args(["--dlq-topic", &dlq])
+        .timeout(Duration::from_secs(300))
+        .expect_success();
+    let applied = proxy.applied();
+    assert_eq!(
+        applied.len(),
+        plan.len(),
+        "faults planned {plan:?}, applied {applied:?} (only {} INSERTs seen)",
+        proxy.inserts()
+    );
+    let run = Proxied {
+        db,
+        table,
+        brokers,
+        topic,
+        messages,
+        poison,
+        files,
+    };
+    (run, out.text())
+}
+
+/// Exactly-once through `fault` on the 2nd and 5th INSERT: exact table.
+fn exactly_once_through(fault: Fault) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = HashMap::from([(1, fault), (4, fault)]);
+    let (run, log) = through_proxy(true, plan, dir.path());
+    let unknown = log.matches("insert failed").count();
+    let c = compare_taxi(&run.db.url, &run.table, &read_files(&run.files));
+    eprintln!(
+        "unknown outcome {fault:?}, exactly-once: {unknown} failed inserts logged, {} repairs: {}",
+        log.matches(REPAIR_LOG).count(),
+        c.summary()
+    );
+    assert!(unknown >= 2, "the faults did not fail inserts:\n{log}");
+    c.assert_exact(&format!("exactly-once through {fault:?}"));
+    exactly_once(&run.db.url, &run.table, &run.brokers, &run.topic)
+        .messages(run.messages)
+        .dead_letters(run.poison.iter().copied())
+        .assert();
+}
+
+#[test]
+fn exactly_once_when_the_reply_is_lost_after_the_rows_were_stored() {
+    exactly_once_through(Fault::ResetAfterReply);
+}
+
+#[test]
+fn exactly_once_when_the_body_completes_after_the_client_gave_up() {
+    // Held 4.5 s with a 3 s client timeout: the server stores the rows
+    // 1.5 s after the client's failure, within one timeout of it.
+    exactly_once_through(Fault::HoldTail(Duration::from_millis(4_500)));
+}
+
+#[test]
+fn exactly_once_when_the_connection_resets_mid_body() {
+    exactly_once_through(Fault::ResetMidBody);
+}
+
+#[test]
+fn at_least_once_loses_nothing_whatever_the_outcome() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = HashMap::from([
+        (1, Fault::ResetAfterReply),
+        (3, Fault::HoldTail(Duration::from_millis(4_500))),
+        (5, Fault::ResetMidBody),
+    ]);
+    let (run, log) = through_proxy(false, plan, dir.path());
+    let c = compare_taxi(&run.db.url, &run.table, &read_files(&run.files));
+    eprintln!(
+        "unknown outcomes, at-least-once: {} failed inserts logged: {}",
+        log.matches("insert failed").count(),
+        c.summary()
+    );
+    c.assert_nothing_lost("at-least-once through lost replies, late bodies and resets");
+}
