@@ -13,7 +13,7 @@ use crate::harness::cmd::Cmd;
 use crate::harness::compare::compare_taxi;
 use crate::harness::data::{read_files, Rng, Taxi};
 use crate::harness::exactly_once::exactly_once;
-use crate::harness::pipeline::{produce_slowly, Consume};
+use crate::harness::pipeline::{day_partitioned_table, produce_slowly, Consume};
 use crate::harness::{self, TestDb};
 
 /// What [`consume_with_kills`] did.
@@ -102,9 +102,19 @@ struct Killed {
     messages: u64,
 }
 
+/// Where the scenario inserts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Table {
+    /// Created by the consumer (`--create-table`), unpartitioned.
+    Created,
+    /// `PARTITION BY toYYYYMMDD(tpep_pickup_datetime)`, created beforehand:
+    /// inserts span days and are written as several parts.
+    ByDay,
+}
+
 /// Produces 300,000 generated taxi rows over about 35 s while a consumer is
 /// killed 12 times.
-fn kill_scenario(exactly_once: bool, seed: u64) -> Killed {
+fn kill_scenario(exactly_once: bool, table_kind: Table, seed: u64) -> Killed {
     const ROWS: u64 = 300_000;
     const KILLS: u32 = 12;
     let brokers = harness::kafka_brokers();
@@ -116,9 +126,12 @@ fn kill_scenario(exactly_once: bool, seed: u64) -> Killed {
         .seed(seed)
         .write(&dir.path().join("data"));
     let topic = harness::unique_name("rel_kill");
-    harness::create_topic(&brokers, &topic, 2);
-    let producer = produce_slowly(&brokers, &topic, &files, 2, Duration::from_millis(1200));
     let table = db.table("trips");
+    match table_kind {
+        Table::Created => harness::create_topic(&brokers, &topic, 2),
+        Table::ByDay => day_partitioned_table((&brokers, &topic, 2), &[&db.url], &table, &files[0]),
+    }
+    let producer = produce_slowly(&brokers, &topic, &files, 2, Duration::from_millis(1200));
     let mut consume = Consume::new(&brokers, &db.url, &topic, &table);
     consume.exactly_once = exactly_once;
     let report = consume_with_kills(
@@ -131,7 +144,7 @@ fn kill_scenario(exactly_once: bool, seed: u64) -> Killed {
     );
     let messages = producer.join().expect("producer thread");
     eprintln!(
-        "consumer kills: exactly_once={exactly_once}: {messages} messages, {} runs, {} SIGKILLs, \
+        "consumer kills: exactly_once={exactly_once} {table_kind:?}: {messages} messages, {} runs, {} SIGKILLs, \
          {} early idle exits",
         report.runs, report.kills, report.early_exits
     );
@@ -147,7 +160,7 @@ fn kill_scenario(exactly_once: bool, seed: u64) -> Killed {
 
 #[test]
 fn exactly_once_consumer_survives_sigkills_without_loss_or_duplicates() {
-    let k = kill_scenario(true, 0x5eed_0001);
+    let k = kill_scenario(true, Table::Created, 0x5eed_0001);
     let c = compare_taxi(&k.db.url, &k.table, &k.batches);
     eprintln!("consumer kills: exactly-once: {}", c.summary());
     c.assert_exact("exactly-once after SIGKILLs");
@@ -158,8 +171,22 @@ fn exactly_once_consumer_survives_sigkills_without_loss_or_duplicates() {
 
 #[test]
 fn at_least_once_consumer_survives_sigkills_without_loss() {
-    let k = kill_scenario(false, 0x5eed_0002);
+    let k = kill_scenario(false, Table::Created, 0x5eed_0002);
     let c = compare_taxi(&k.db.url, &k.table, &k.batches);
     eprintln!("consumer kills: at-least-once: {}", c.summary());
     c.assert_nothing_lost("at-least-once after SIGKILLs");
+}
+
+#[test]
+fn exactly_once_into_a_day_partitioned_table_survives_sigkills() {
+    let k = kill_scenario(true, Table::ByDay, 0x5eed_0003);
+    let c = compare_taxi(&k.db.url, &k.table, &k.batches);
+    eprintln!(
+        "consumer kills: exactly-once, day-partitioned: {}",
+        c.summary()
+    );
+    c.assert_exact("exactly-once into a day-partitioned table after SIGKILLs");
+    exactly_once(&k.db.url, &k.table, &k.brokers, &k.topic)
+        .messages(k.messages)
+        .assert();
 }

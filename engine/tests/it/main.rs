@@ -10,6 +10,7 @@ mod consumer;
 mod consumer_kills;
 mod dashboard;
 mod exactly_once_faults;
+mod exactly_once_replicated;
 mod fault_proxy;
 mod gen_taxi;
 mod harness;

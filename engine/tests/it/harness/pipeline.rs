@@ -191,14 +191,17 @@ pub fn day_partitioned_table(
     file: &std::path::Path,
 ) {
     let template = format!("{table}_template");
-    velostream()
-        .args(["provision", "--brokers", brokers, "--topic", topic])
-        .args(["--partitions", &partitions.to_string()])
-        .args(["--clickhouse-url", &urls.join(",")])
-        .args(["--table", &template, "--exactly-once"])
-        .arg("--schema-from")
-        .arg(file)
-        .expect_success();
+    // A plain template on each server (provision is idempotent).
+    for url in urls {
+        velostream()
+            .args(["provision", "--brokers", brokers, "--topic", topic])
+            .args(["--partitions", &partitions.to_string()])
+            .args(["--clickhouse-url", url])
+            .args(["--table", &template, "--exactly-once"])
+            .arg("--schema-from")
+            .arg(file)
+            .expect_success();
+    }
     let engine = if urls.len() > 1 {
         let path = table.replace('.', "_");
         format!("ReplicatedMergeTree('/clickhouse/tables/{{shard}}/{path}', '{{replica}}')")
