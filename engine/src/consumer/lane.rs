@@ -236,10 +236,13 @@ impl Lane {
     ) -> Result<Data> {
         if let Some(source) = item.source {
             if !self.claim(item.partition, item.generation, source).await? {
-                tracing::debug!(
+                tracing::info!(
                     partition = item.partition,
                     offset = item.offset,
-                    "source slice already stored: skipped"
+                    row_group = source.slice >> 32,
+                    slice = source.slice & 0xffff_ffff,
+                    "this slice of the source file is already stored (sent again by a repeated \
+                     produce run): skipped"
                 );
                 return Ok(Data::Skip);
             }

@@ -12,6 +12,7 @@ mod dashboard;
 mod exactly_once_faults;
 mod exactly_once_replicated;
 mod fault_proxy;
+mod file_to_table;
 mod gen_taxi;
 mod harness;
 mod harness_selftest;

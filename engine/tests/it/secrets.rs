@@ -19,6 +19,7 @@ const SASL_SECRET: &str = "vs-planted-SASL-5c1d9e02";
 const KEY_SECRET: &str = "vs-planted-KEYPW-a83f71b6";
 const FILE_CH_SECRET: &str = "vs-planted-FILECH-0e6b2c4d";
 const CH_SECRET: &str = "vs-planted-CH-7f3a9c0d";
+const URL_SECRET: &str = "vs-planted-URLQUERY-4b8e1f27";
 
 /// What a run must end with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,6 +189,31 @@ fn plaintext_runs(p: &mut Planted, file: &str) {
         .args(["--clickhouse-user", "default", "--create-table"])
         .envs([ch_env]);
     p.run("consume-ch-password", Expect::Failure, wrong_ch, None);
+    // A password in the URL's query string (refused: query strings are not
+    // accepted), with userinfo too, through a flag and the environment.
+    let in_url = format!("{url}/?user=default&password={URL_SECRET}#{URL_SECRET}");
+    p.run(
+        "consume-url-query-secret",
+        Expect::Failure,
+        velostream()
+            .args(["--log", "debug", "consume", "--brokers", &brokers])
+            .args(["--clickhouse-url", &in_url, "--topic", &topic])
+            .args(["--table", "default.never", "--exit-when-idle", "2"]),
+        None,
+    );
+    let userinfo = url.replacen("://", &format!("://default:{URL_SECRET}@"), 1);
+    p.run(
+        "verify-url-env-secret",
+        Expect::Failure,
+        velostream()
+            .args(["--log", "debug", "verify", "--table", "default.never"])
+            .arg(file)
+            .env(
+                "VELOSTREAM_CLICKHOUSE_URL",
+                format!("{userinfo}/?password={URL_SECRET}"),
+            ),
+        None,
+    );
     p.run(
         "consume-sasl",
         Expect::Failure,
@@ -478,6 +504,7 @@ fn planted_secrets_are_never_printed() {
             KEY_SECRET,
             FILE_CH_SECRET,
             CH_SECRET,
+            URL_SECRET,
             &tls.clickhouse_password,
             &tls.client_key_password,
         ],
@@ -495,6 +522,7 @@ fn planted_secrets_are_never_printed() {
         ("bench-wrong-ch-password-file", "WRONG_PASSWORD"),
         ("bench-help", "--ssl-key-password"),
         ("bench-help", "--clickhouse-password"),
+        ("consume-url-query-secret", "***"),
     ] {
         if !p.output(name).contains(expected) {
             failures.push(format!("{name}: no {expected:?} in:\n{}", p.output(name)));
