@@ -8,6 +8,7 @@ mod clickhouse_client;
 mod clickhouse_restart;
 mod consumer;
 mod consumer_kills;
+mod consumer_limits;
 mod dashboard;
 mod exactly_once_faults;
 mod exactly_once_replicated;
