@@ -13,9 +13,7 @@ use std::time::{Duration, Instant};
 use arrow_array::cast::AsArray;
 use arrow_array::{Int32Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
-use velostream::clickhouse::{ClickHouseConfig, TableRef};
 use velostream::consumer::{self, ConsumeSummary, ConsumerConfig};
-use velostream::kafka::KafkaArgs;
 use velostream::producer::{ProduceSummary, ProducerConfig};
 use velostream_codecs::envelope::{Envelope, SourceId};
 use velostream_codecs::ipc::{IpcCompression, IpcEncoder};
@@ -24,7 +22,7 @@ use crate::harness::cmd::velostream;
 use crate::harness::data::{Rng, Taxi, TaxiData};
 use crate::harness::exactly_once::exactly_once;
 use crate::harness::kafka::{committed_offset, read_topic, Msg, RawProducer, Until};
-use crate::harness::pipeline::{self, ONE_RECORD_PER_BATCH};
+use crate::harness::pipeline::{self, consumer_config, ONE_RECORD_PER_BATCH};
 use crate::harness::values::assert_table_equals;
 use crate::harness::{self, TestDb};
 
@@ -60,22 +58,6 @@ fn topic(prefix: &str, partitions: i32) -> String {
     let name = harness::unique_name(prefix);
     tokio::task::block_in_place(|| harness::create_topic(&brokers, &name, partitions));
     name
-}
-
-/// A consumer of `topic` into `table` that creates the table and exits
-/// after 3 s without messages.
-fn consumer_config(topic: &str, table: &str) -> ConsumerConfig {
-    let mut c = ConsumerConfig::new(
-        KafkaArgs::new(harness::kafka_brokers()),
-        topic,
-        harness::unique_name("group"),
-        ClickHouseConfig::new(harness::clickhouse_url()),
-        TableRef::parse(table).expect("table name"),
-    );
-    c.create_table = true;
-    c.exit_when_idle = Some(Duration::from_secs(3));
-    c.max_delay = Duration::from_millis(200);
-    c
 }
 
 async fn consume(cfg: ConsumerConfig) -> velostream::Result<ConsumeSummary> {

@@ -12,15 +12,14 @@ use std::time::Duration;
 
 use arrow_array::{Int64Array, RecordBatch, StringArray, TimestampSecondArray};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
-use velostream::clickhouse::{ClickHouseConfig, TableRef};
 use velostream::consumer::{self, ConsumerConfig};
-use velostream::kafka::KafkaArgs;
 use velostream_codecs::ipc::{IpcCompression, IpcEncoder};
 
 use crate::harness::clickhouse::ch_query;
-use crate::harness::cmd::velostream;
+use crate::harness::cmd::{velostream, Cmd};
 use crate::harness::exactly_once::{exactly_once, At};
 use crate::harness::kafka::{read_topic, RawProducer, Until};
+use crate::harness::pipeline::consumer_config;
 use crate::harness::process::vm_hwm_kib;
 use crate::harness::{self, TestDb};
 
@@ -67,20 +66,6 @@ fn send_batches(topic: &str, batches: &[RecordBatch]) -> Vec<At> {
         }
         at
     })
-}
-
-fn consumer_config(topic: &str, table: &str) -> ConsumerConfig {
-    let mut c = ConsumerConfig::new(
-        KafkaArgs::new(harness::kafka_brokers()),
-        topic,
-        harness::unique_name("group"),
-        ClickHouseConfig::new(harness::clickhouse_url()),
-        TableRef::parse(table).expect("table name"),
-    );
-    c.create_table = true;
-    c.exit_when_idle = Some(Duration::from_secs(3));
-    c.max_delay = Duration::from_millis(200);
-    c
 }
 
 fn consume(cfg: ConsumerConfig) -> velostream::Result<consumer::ConsumeSummary> {
@@ -165,6 +150,20 @@ fn a_value_the_table_cannot_take_is_named_or_dead_lettered() {
         .assert();
 }
 
+/// `velostream --log info consume` of `topic` on the test broker into
+/// `table` at `url`.
+fn consume_cmd(url: &str, topic: &str, table: &str) -> Cmd {
+    velostream()
+        .args([
+            "--log",
+            "info",
+            "consume",
+            "--brokers",
+            &harness::kafka_brokers(),
+        ])
+        .args(["--clickhouse-url", url, "--topic", topic, "--table", table])
+}
+
 /// Messages of `rows` strings of 1 KiB each (highly compressible: a few KiB
 /// on the wire, about `rows` KiB decoded).
 fn big_strings(rows: usize, tag: usize) -> RecordBatch {
@@ -205,10 +204,8 @@ fn a_backlog_of_huge_decoded_messages_stays_within_the_memory_bound() {
     drop(batches);
     let table = db.table("big");
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut member = velostream()
-        .args(["consume", "--brokers", &harness::kafka_brokers()])
-        .args(["--clickhouse-url", &db.url, "--topic", &topic])
-        .args(["--table", &table, "--create-table", "--exit-when-idle", "5"])
+    let mut member = consume_cmd(&db.url, &topic, &table)
+        .args(["--create-table", "--exit-when-idle", "5"])
         .spawn(&dir.path().join("consume.log"));
     let mut peak_kib = 0;
     let status = member.wait_with(Duration::from_secs(600), |pid| {
@@ -261,16 +258,8 @@ fn too_large_inserts_are_split_and_a_single_oversized_message_dead_lettered() {
     harness::create_topic(&harness::kafka_brokers(), &dlq, 1);
     let table = db.table("split");
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = velostream()
-        .args([
-            "--log",
-            "info",
-            "consume",
-            "--brokers",
-            &harness::kafka_brokers(),
-        ])
-        .args(["--clickhouse-url", &db.url, "--topic", &topic])
-        .args(["--table", &table, "--create-table", "--exactly-once"])
+    let out = consume_cmd(&db.url, &topic, &table)
+        .args(["--create-table", "--exactly-once"])
         .args(["--dlq-topic", &dlq, "--exit-when-idle", "5"])
         .args(["--insert-rows", "1000000", "--max-delay-ms", "2000"])
         // 48 MiB: an insert costs ClickHouse 18.16 about 21 MiB plus its
@@ -336,16 +325,8 @@ fn too_many_parts_is_waited_out_and_nothing_is_lost() {
     let batches: Vec<RecordBatch> = (0..24).map(|i| big_strings(500, i)).collect();
     let (topic, _) = topic_with("lim_parts", &batches);
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut member = velostream()
-        .args([
-            "--log",
-            "info",
-            "consume",
-            "--brokers",
-            &harness::kafka_brokers(),
-        ])
-        .args(["--clickhouse-url", &db.url, "--topic", &topic])
-        .args(["--table", &table, "--exactly-once", "--exit-when-idle", "8"])
+    let mut member = consume_cmd(&db.url, &topic, &table)
+        .args(["--exactly-once", "--exit-when-idle", "8"])
         .args(["--insert-rows", "1000", "--max-delay-ms", "100"])
         .spawn(&dir.path().join("consume.log"));
     let status = member.wait_with(Duration::from_secs(300), |_| {

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::fault_proxy::{Fault, FaultProxy};
-use crate::harness::clickhouse::{ch_query, ch_try_query, try_count};
+use crate::harness::clickhouse::{ch_query, insert_running, try_count};
 use crate::harness::cmd::Running;
 use crate::harness::compare::compare_taxi;
 use crate::harness::data::{read_files, Rng, Taxi};
@@ -28,15 +28,6 @@ use crate::harness::{self, TestDb};
 
 /// What the consumer logs when it deletes the stored part of an insert.
 const REPAIR_LOG: &str = "deleting the stored part of a partly stored insert";
-
-/// Whether an INSERT runs on the server at `url` now.
-fn insert_running(url: &str) -> bool {
-    ch_try_query(
-        url,
-        "SELECT count() FROM system.processes WHERE query LIKE 'INSERT%'",
-    )
-    .is_ok_and(|n| n.trim() != "0")
-}
 
 /// Kills the server `kills` times, each time as soon as an INSERT runs
 /// (plus a seeded 0–40 ms), keeping it down for a seeded 0.3–2 s. Returns
@@ -74,24 +65,59 @@ fn kill_during_inserts(
     during_insert
 }
 
+/// A clickhouse-server of the test's own (in `dir`) holding an exactly-once,
+/// day-partitioned [`TABLE`] for a new topic of `partitions`, and `rows`
+/// rows of seeded taxi data in `files` Parquet files (10,000-row groups).
+struct OwnSetup {
+    ch: OwnClickHouse,
+    url: String,
+    brokers: String,
+    topic: String,
+    files: Vec<std::path::PathBuf>,
+}
+
+const TABLE: &str = "eo.trips";
+
+fn own_server_with_day_table(
+    dir: &Path,
+    prefix: &str,
+    partitions: usize,
+    data: (u64, usize, u64),
+) -> OwnSetup {
+    let (rows, files, seed) = data;
+    let brokers = harness::kafka_brokers();
+    let ch = OwnClickHouse::start(&dir.join("clickhouse"));
+    let url = ch.url();
+    ch_query(&url, "CREATE DATABASE eo");
+    let files = Taxi::rows(rows)
+        .files(files)
+        .row_groups(10_000)
+        .seed(seed)
+        .write(&dir.join("data"));
+    let topic = harness::unique_name(prefix);
+    day_partitioned_table((&brokers, &topic, partitions), &[&url], TABLE, &files[0]);
+    OwnSetup {
+        ch,
+        url,
+        brokers,
+        topic,
+        files,
+    }
+}
+
 /// 480,000 rows (a month of pickups) produced over about 40 s into a
 /// day-partitioned table with 40,000-row inserts (each spans about three
 /// days: three parts), while the server is SIGKILLed `kills` times.
 fn server_kills(seed: u64, kills: u32) {
-    const ROWS: u64 = 480_000;
-    let brokers = harness::kafka_brokers();
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut ch = OwnClickHouse::start(&dir.path().join("clickhouse"));
-    let url = ch.url();
-    ch_query(&url, "CREATE DATABASE eo");
-    let table = "eo.trips";
-    let files = Taxi::rows(ROWS)
-        .files(24)
-        .row_groups(10_000)
-        .seed(seed)
-        .write(&dir.path().join("data"));
-    let topic = harness::unique_name("eo_server_kill");
-    day_partitioned_table((&brokers, &topic, 2), &[&url], table, &files[0]);
+    let OwnSetup {
+        mut ch,
+        url,
+        brokers,
+        topic,
+        files,
+    } = own_server_with_day_table(dir.path(), "eo_server_kill", 2, (480_000, 24, seed));
+    let table = TABLE;
     let producer = produce_slowly(&brokers, &topic, &files, 2, Duration::from_millis(1_500));
     let mut consume = Consume::new(&brokers, &url, &topic, table);
     consume.exactly_once = true;
@@ -282,4 +308,63 @@ fn at_least_once_loses_nothing_whatever_the_outcome() {
         c.summary()
     );
     c.assert_nothing_lost("at-least-once through lost replies, late bodies and resets");
+}
+
+/// ClickHouse dies as the consumer joins its group: the assignment needs
+/// the offsets stored in ClickHouse, so the member waits the outage out
+/// with backoff (logged) instead of stopping; once the server is back,
+/// every row is stored exactly once.
+#[test]
+fn a_clickhouse_outage_during_an_assignment_is_waited_out() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let OwnSetup {
+        mut ch,
+        url,
+        brokers,
+        topic,
+        files,
+    } = own_server_with_day_table(dir.path(), "eo_outage_assign", 4, (120_000, 6, 0x5eed_0b0e));
+    let table = TABLE;
+    let messages = produce_files(&brokers, &topic, &files, 4, 4_000);
+    let mut consume = Consume::new(&brokers, &url, &topic, table);
+    consume.exactly_once = true;
+    consume.exit_when_idle = Some(5);
+    // Start-up checks need the server; it dies as the member joins.
+    let mut member = consume.cmd().spawn(&dir.path().join("member.log"));
+    assert!(
+        member.wait_for_log("joining the consumer group", Duration::from_secs(60)),
+        "the member did not start\n{}",
+        member.describe()
+    );
+    ch.kill();
+    let down = Instant::now();
+    while down.elapsed() < Duration::from_secs(6) {
+        member.assert_running("the member keeps running during the outage");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    ch.run();
+    let status = member.wait(Duration::from_secs(300));
+    assert!(
+        status.success(),
+        "member failed ({status})\n{}",
+        member.describe()
+    );
+    let waited = member
+        .log()
+        .matches("reading the stored offsets failed, retrying")
+        .count();
+    let c = compare_taxi(&url, table, &read_files(&files));
+    eprintln!(
+        "outage during an assignment: {messages} messages, {waited} offset reads retried: {}",
+        c.summary()
+    );
+    assert!(
+        waited > 0,
+        "the assignment did not meet the outage:\n{}",
+        member.describe()
+    );
+    c.assert_exact("exactly-once across an outage during an assignment");
+    exactly_once(&url, table, &brokers, &topic)
+        .messages(messages)
+        .assert();
 }

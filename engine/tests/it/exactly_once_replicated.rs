@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::clickhouse::{ch_query, ch_try_query, try_count};
+use crate::harness::clickhouse::{ch_query, insert_running, try_count};
 use crate::harness::compare::compare_taxi;
 use crate::harness::data::{read_files, Rng, Taxi};
 use crate::harness::exactly_once::exactly_once;
@@ -23,12 +23,7 @@ fn wait_for_insert(urls: &[String]) -> (usize, bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         for (i, url) in urls.iter().enumerate() {
-            let running = ch_try_query(
-                url,
-                "SELECT count() FROM system.processes WHERE query LIKE 'INSERT%'",
-            )
-            .is_ok_and(|n| n.trim() != "0");
-            if running {
+            if insert_running(url) {
                 return (i, true);
             }
         }

@@ -140,3 +140,13 @@ pub fn tsv_unescape(s: &str) -> String {
 pub fn tsv_field(s: &str) -> Option<String> {
     (s != "\\N").then(|| tsv_unescape(s))
 }
+
+/// Whether an INSERT runs on the server at `url` now (false when it cannot
+/// be asked).
+pub fn insert_running(url: &str) -> bool {
+    ch_try_query(
+        url,
+        "SELECT count() FROM system.processes WHERE query LIKE 'INSERT%'",
+    )
+    .is_ok_and(|n| n.trim() != "0")
+}

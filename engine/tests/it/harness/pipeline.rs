@@ -7,6 +7,8 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
+use velostream::clickhouse::{ClickHouseConfig, TableRef};
+use velostream::consumer::ConsumerConfig;
 use velostream::kafka::KafkaArgs;
 use velostream::producer::{self, ProduceSummary, ProducerConfig};
 use velostream::progress::Progress;
@@ -217,4 +219,21 @@ pub fn day_partitioned_table(
             ),
         );
     }
+}
+
+/// A library consumer of `topic` on the test broker into `table` on the
+/// test server, in a group of its own, that creates the table and exits
+/// after 3 s without messages.
+pub fn consumer_config(topic: &str, table: &str) -> ConsumerConfig {
+    let mut c = ConsumerConfig::new(
+        KafkaArgs::new(super::kafka_brokers()),
+        topic,
+        super::unique_name("group"),
+        ClickHouseConfig::new(super::clickhouse_url()),
+        TableRef::parse(table).expect("table name"),
+    );
+    c.create_table = true;
+    c.exit_when_idle = Some(Duration::from_secs(3));
+    c.max_delay = Duration::from_millis(200);
+    c
 }
