@@ -86,7 +86,11 @@ pub fn compare(
         let mut replicas = Vec::new();
         for (url, place) in shard_urls.iter().zip(shard_places) {
             let (s, r) = match place.as_slice() {
-                [one] => *one,
+                [(s, r)] => (*s, Some(*r)),
+                // ClickHouse 18.x marks every replica of a server's own
+                // shard `is_local` (it compares hosts, not ports): the shard
+                // is known, the replica is not.
+                [(s, _), rest @ ..] if rest.iter().all(|(other, _)| other == s) => (*s, None),
                 [] => {
                     return Err(format!(
                         "{url} (given as shard {}) is not a server of cluster {name} by its own system.clusters",
@@ -112,7 +116,7 @@ pub fn compare(
                 }
                 Some(_) => {}
             }
-            if replicas.contains(&r) {
+            if r.is_some() && replicas.contains(&r) {
                 return Err(format!(
                     "{url} is the same replica of cluster {name} as another URL of shard {}",
                     i + 1
@@ -159,6 +163,24 @@ mod tests {
             vec![vec![(2, 1)], vec![(2, 2)]],
         ];
         assert_eq!(compare("c", &urls, &places, &[(1, 2), (2, 2)]), Ok(()));
+    }
+
+    #[test]
+    fn servers_that_mark_their_whole_shard_local_pass() {
+        // ClickHouse 18.16 on one host: each server reports every replica
+        // of its own shard as `is_local`.
+        let urls = u(&[&["a1", "a2"], &["b1", "b2"]]);
+        let own = |shard| vec![(shard, 1), (shard, 2)];
+        let places = vec![vec![own(1), own(1)], vec![own(2), own(2)]];
+        assert_eq!(compare("c", &urls, &places, &[(1, 2), (2, 2)]), Ok(()));
+        // A server of shard 2 given under shard 1 is still named.
+        let wrong = u(&[&["a1", "b1"], &["b2"]]);
+        let places = vec![vec![own(1), own(2)], vec![own(2)]];
+        let e = compare("c", &wrong, &places, &[(1, 2), (2, 2)]).unwrap_err();
+        assert!(
+            e.contains("b1") && e.contains("puts it in shard 2, not 1"),
+            "{e}"
+        );
     }
 
     #[test]
