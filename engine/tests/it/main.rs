@@ -6,6 +6,7 @@ mod airflow_dags;
 mod broker_restart;
 mod clickhouse_client;
 mod clickhouse_restart;
+mod cluster;
 mod consumer;
 mod consumer_kills;
 mod consumer_limits;
