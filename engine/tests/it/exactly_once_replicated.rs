@@ -12,6 +12,7 @@ use crate::harness::clickhouse::{ch_query, insert_running, try_count};
 use crate::harness::compare::compare_taxi;
 use crate::harness::data::{read_files, Rng, Taxi};
 use crate::harness::exactly_once::exactly_once;
+use crate::harness::http::get_ok;
 use crate::harness::pipeline::{day_partitioned_table, produce_slowly, Consume};
 use crate::harness::{self};
 
@@ -57,7 +58,20 @@ fn replicated_partitioned_table_survives_replica_sigkills_with_failover() {
     consume.exactly_once = true;
     consume.insert_rows = 40_000;
     consume.exit_when_idle = Some(10);
-    let mut member = consume.cmd().spawn(&dir.path().join("consume.log"));
+    let metrics = format!("127.0.0.1:{}", harness::free_port());
+    let mut member = consume
+        .cmd()
+        .args(["--metrics-addr", &metrics])
+        .spawn(&dir.path().join("consume.log"));
+    // The failover counter, as the consumer's /metrics shows it now.
+    let failovers_metric = || {
+        let text = get_ok(&format!("http://{metrics}/metrics")).unwrap_or_default();
+        text.lines()
+            .filter(|l| l.starts_with("velostream_consumer_failovers_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    let mut counted = 0.0f64;
     assert!(
         member.wait_for_log("partitions assigned", Duration::from_secs(60)),
         "no assignment\n{}",
@@ -85,6 +99,7 @@ fn replicated_partitioned_table_survives_replica_sigkills_with_failover() {
         replica
             .restart(Duration::from_secs(60))
             .expect("restarting the replica");
+        counted = counted.max(failovers_metric());
     }
     let messages = producer.join().expect("producer thread");
     let status = member.wait(Duration::from_secs(600));
@@ -111,4 +126,9 @@ fn replicated_partitioned_table_survives_replica_sigkills_with_failover() {
     }
     assert!(during_insert > 0, "no kill hit a running INSERT");
     assert!(failovers > 0, "no insert failed over:\n{log}");
+    eprintln!("replica kills: velostream_consumer_failovers_total read {counted} during the run");
+    assert!(
+        counted >= 1.0 && counted <= failovers as f64,
+        "the failover metric ({counted}) disagrees with the {failovers} failovers logged"
+    );
 }
