@@ -12,7 +12,8 @@
 //! - [`verdict`]: exactly-once: what the table holds of an insert, and where
 //!   a newly assigned partition resumes.
 //! - [`attempts`]: retry, verify, repair, split, dead-letter or stop after a
-//!   failed insert; pacing under "too many parts".
+//!   failed insert; pacing under "too many parts"; how long an unanswered
+//!   insert's body may still arrive (`InTransit`).
 //! - [`budget`]: the byte bound on what the consumer holds.
 //! - [`sources`]: file-to-table exactly-once (source slices stored once).
 
