@@ -4,6 +4,7 @@
 #   benches/soak.sh                       # 20M rows, 4 partitions, 2 consumers
 #   ROWS=2000000 benches/soak.sh          # quicker
 #   PROFILES="small" benches/soak.sh      # one memory profile only
+#   TOPOLOGY=replicated benches/soak.sh   # into a replicated, partitioned table
 #
 # For each memory profile (PROFILES, default "default small"):
 #   - one `velostream produce` process and two `velostream consume` processes
@@ -17,8 +18,16 @@
 # insert streams and librdkafka's prefetch limit), to show that the peak RSS
 # follows the configuration.
 #
-# Uses the services in VELOSTREAM_BROKERS / VELOSTREAM_CLICKHOUSE_URL, or
-# starts local ones (infra/local/services.sh). Writes
+# TOPOLOGY=replicated: the table is a ReplicatedMergeTree partitioned by
+# day of pickup (inserts span several partitions: several parts each) on the
+# two replicas of the local cluster's first shard (with ZooKeeper); the
+# consumers get both replica URLs, and at the fault replica 1 (where inserts
+# go) is SIGKILLed together with consumer B and restarted 5 s later (then B);
+# both replicas are verified.
+#
+# Uses the services in VELOSTREAM_BROKERS / VELOSTREAM_CLICKHOUSE_URL
+# (replicated: VELOSTREAM_CLICKHOUSE_CLUSTER_URLS), or starts local ones
+# (infra/local/services.sh). Writes
 # benches/results/soak-<rows>-<timestamp>.md and prints it.
 set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -28,6 +37,9 @@ export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 ROWS="${ROWS:-20000000}"
 PROFILES="${PROFILES:-default small}"
 FAULTS="${FAULTS:-1}"
+TOPOLOGY="${TOPOLOGY:-single}"
+[[ "$TOPOLOGY" == single || "$TOPOLOGY" == replicated ]] ||
+    { echo "soak.sh: TOPOLOGY is single or replicated, not $TOPOLOGY" >&2; exit 2; }
 stamp="$(date -u +%Y%m%dT%H%M%SZ)"
 out="benches/results/soak-${ROWS}-${stamp}.md"
 work="$(mktemp -d)"
@@ -49,12 +61,26 @@ start_service() {
         esac
     done < <(infra/local/services.sh start "$1")
 }
-if [[ -z "${VELOSTREAM_BROKERS:-}" || -z "${VELOSTREAM_CLICKHOUSE_URL:-}" ]]; then
+if [[ "$TOPOLOGY" == replicated ]]; then
+    [[ -n "${VELOSTREAM_BROKERS:-}" ]] || start_service kafka
+    [[ -n "${VELOSTREAM_CLICKHOUSE_CLUSTER_URLS:-}" ]] || start_service clickhouse-cluster
+    [[ -n "${VELOSTREAM_BROKERS:-}" && -n "${VELOSTREAM_CLICKHOUSE_CLUSTER_URLS:-}" ]] \
+        || { echo "soak.sh: starting local services failed (see above)" >&2; exit 1; }
+    # The replicas of the first shard.
+    IFS=, read -r -a REPLICAS <<<"${VELOSTREAM_CLICKHOUSE_CLUSTER_URLS%% *}"
+    (( ${#REPLICAS[@]} >= 2 )) || { echo "soak.sh: the cluster's first shard has fewer than 2 replicas" >&2; exit 1; }
+    VELOSTREAM_CLICKHOUSE_URL="${REPLICAS[0]}"
+elif [[ -z "${VELOSTREAM_BROKERS:-}" || -z "${VELOSTREAM_CLICKHOUSE_URL:-}" ]]; then
     start_service kafka
     start_service clickhouse
     [[ -n "${VELOSTREAM_BROKERS:-}" && -n "${VELOSTREAM_CLICKHOUSE_URL:-}" ]] \
         || { echo "soak.sh: starting local services failed (see above)" >&2; exit 1; }
+    REPLICAS=("$VELOSTREAM_CLICKHOUSE_URL")
+else
+    REPLICAS=("$VELOSTREAM_CLICKHOUSE_URL")
 fi
+# A replica this script restarted itself.
+restarted_pid=""
 on_exit() {
     local rc=$? svc
     # Stop any of our velostream processes still running (after a failure).
@@ -64,6 +90,11 @@ on_exit() {
             [[ -s "$f" ]] && { echo "--- ${f##*/} (last lines)"; tail -n 20 "$f"; }
         done >&2
     fi
+    # A replica restarted here belongs to a cluster started here: stop it;
+    # in a cluster that was given, it keeps running like its peers.
+    if [[ -n "$restarted_pid" && " ${started[*]} " == *" clickhouse-cluster "* ]]; then
+        kill "$restarted_pid" 2>/dev/null || true
+    fi
     for svc in "${started[@]}"; do
         infra/local/services.sh stop "$svc" >/dev/null 2>&1 || true
     done
@@ -72,6 +103,50 @@ on_exit() {
 trap on_exit EXIT
 B="$VELOSTREAM_BROKERS"
 C="$VELOSTREAM_CLICKHOUSE_URL"
+URLS="$(IFS=,; echo "${REPLICAS[*]}")"
+q() { curl -sf "$1/" --data-binary "$2"; }
+
+# The clickhouse-server process serving HTTP at URL $1: "pid config-file".
+server_of() {
+    local port="${1##*:}" pid cfg
+    port="${port%%/*}"
+    while read -r pid cfg; do
+        cfg="${cfg#*--config-file=}"
+        grep -q "<http_port>$port</http_port>" "$cfg" 2>/dev/null && { echo "$pid $cfg"; return; }
+    done < <(pgrep -af clickhouse-server | awk '{print $1, $3}')
+    echo "soak.sh: no clickhouse-server process serves $1" >&2
+    return 1
+}
+
+# Creates $1 (db.table) for topic $2: replicated mode, a ReplicatedMergeTree
+# partitioned by day of pickup on every replica, with the exactly-once
+# columns (from a `provision` template); single mode, left to --create-table.
+create_table() {
+    local table="$1" topic="$2" r first
+    [[ "$TOPOLOGY" == replicated ]] || return 0
+    first="$(find "$data" -name '*.parquet' | sort | head -n 1)"
+    for r in "${REPLICAS[@]}"; do
+        q "$r" "CREATE DATABASE IF NOT EXISTS velostream_soak" >/dev/null
+        "$bin" provision --brokers "$B" --topic "$topic" --partitions 4 --clickhouse-url "$r" \
+            --table "${table}_template" --exactly-once --schema-from "$first" >&2
+        q "$r" "CREATE TABLE $table AS ${table}_template ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/${table}', '{replica}') PARTITION BY toYYYYMMDD(tpep_pickup_datetime) ORDER BY tuple()" >/dev/null
+    done
+}
+
+# SIGKILLs the replica at $1 and restarts it after 5 s (in the background).
+kill_replica() {
+    local pid cfg
+    read -r pid cfg < <(server_of "$1")
+    echo "soak: SIGKILL replica $1 (pid $pid)" >&2
+    kill -KILL "$pid"
+    sleep 5
+    # In a subshell: not one of this script's jobs (those are killed on exit).
+    (setsid "$(command -v clickhouse-server || echo /usr/sbin/clickhouse-server)" \
+        --config-file="$cfg" >/dev/null 2>&1 &)
+    for _ in $(seq 1 120); do q "$1" "SELECT 1" >/dev/null 2>&1 && break; sleep 0.5; done
+    read -r restarted_pid _ < <(server_of "$1")
+    echo "soak: replica $1 restarted (pid $restarted_pid)" >&2
+}
 
 data=".velostream/data/taxi-${ROWS}-seed42"
 if [[ ! -f "$data/.complete" ]]; then
@@ -94,8 +169,12 @@ consumer_flags() {
 {
     echo "# Soak, $ROWS rows, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo
-    echo "Reproduce: \`ROWS=$ROWS PROFILES=\"$PROFILES\" FAULTS=$FAULTS benches/soak.sh\`"
+    echo "Reproduce: \`ROWS=$ROWS PROFILES=\"$PROFILES\" FAULTS=$FAULTS TOPOLOGY=$TOPOLOGY benches/soak.sh\`"
     echo "(release build; tansu 0.6 and ClickHouse $(curl -s "$C/?query=SELECT%20version()") on this machine)."
+    if [[ "$TOPOLOGY" == replicated ]]; then
+        echo
+        echo "Topology: \`ReplicatedMergeTree\` partitioned by day of pickup on 2 replicas (${REPLICAS[*]}) with ZooKeeper; the fault SIGKILLs consumer B and replica 1, restarted 5 s later; verify runs on each replica."
+    fi
     echo
     echo "| profile | consumer memory settings | rows (table / source) | lost | duplicates | faults | verify | seconds | peak RSS MiB: producer / consumer A / consumer B (before kill, after restart) |"
     echo "|---|---|---|---|---|---|---|---|---|"
@@ -106,8 +185,10 @@ for profile in $PROFILES; do
     topic="soak_${profile}_${stamp}"
     table="velostream_soak.t_${profile}_${stamp}"
     curl -s "$C/" --data-binary "CREATE DATABASE IF NOT EXISTS velostream_soak" >/dev/null
-    common=(--brokers "$B" --topic "$topic" --group "$topic" --clickhouse-url "$C"
-            --table "$table" --create-table --exactly-once --exit-when-idle 20)
+    create_table "$table" "$topic"
+    common=(--brokers "$B" --topic "$topic" --group "$topic" --clickhouse-url "$URLS"
+            --table "$table" --exactly-once --exit-when-idle 20)
+    [[ "$TOPOLOGY" == replicated ]] || common+=(--create-table)
     t0=$(date +%s.%N)
     echo "soak: profile $profile: $ROWS rows through $topic into $table" >&2
     # The producer creates the topic (4 partitions) and starts sending; consumer
@@ -143,6 +224,13 @@ for profile in $PROFILES; do
         pkill -KILL -P "$cb"
         wait "$cb" || true
         faults=1
+        if [[ "$TOPOLOGY" == replicated ]]; then
+            # Consumer A fails over to replica 2 meanwhile. B restarts once
+            # the replica is back: a consumer starts only when every server
+            # it is given answers (README, Clusters).
+            kill_replica "${REPLICAS[0]}"
+            faults=2
+        fi
         # shellcheck disable=SC2086
         /usr/bin/time -v -o "$work/b2.time" "$bin" consume "${common[@]}" $flags \
             >"$work/b2.out" 2>"$work/b2.err" &
@@ -155,21 +243,27 @@ for profile in $PROFILES; do
     n="$(curl -s "$C/" --data-binary "SELECT count() FROM $table")"
     messages="$(curl -s "$C/" --data-binary "SELECT uniqExact(_velostream_partition, _velostream_offset) FROM $table")"
     echo "soak: $n rows from $messages messages in $table; verifying" >&2
-    if "$bin" verify --clickhouse-url "$C" --table "$table" "$data" >"$work/v.out" 2>&1; then
-        verdict="equal"
-    else
-        verdict="DIFFERENT"
-        cat "$work/v.out" >&2
-    fi
+    verdict="equal"
+    for r in "${REPLICAS[@]}"; do
+        [[ "$TOPOLOGY" == single ]] || q "$r" "SYSTEM SYNC REPLICA $table" >/dev/null
+        if ! "$bin" verify --clickhouse-url "$r" --table "$table" "$data" >"$work/v.out" 2>&1; then
+            verdict="DIFFERENT on $r"
+            cat "$work/v.out" >&2
+        fi
+    done
+    (( ${#REPLICAS[@]} == 1 )) || verdict="$verdict (each of ${#REPLICAS[@]} replicas)"
     lost=$(( n < ROWS ? ROWS - n : 0 ))
     dup=$(( n > ROWS ? n - ROWS : 0 ))
     rss_b1="$(peak_mib "$work/b1.time")"
-    [[ -f "$work/b2.time" && "$faults" == 1 ]] && rss_b2="$(peak_mib "$work/b2.time")"
+    [[ -f "$work/b2.time" && "$faults" != 0 ]] && rss_b2="$(peak_mib "$work/b2.time")"
     secs="$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", b - a}')"
-    echo "| $profile | ${flags:-defaults (500k-row inserts, 2 streams, 256 MiB prefetch)} | $n / $ROWS | $lost | $dup | $faults SIGKILL + restart | $verdict | $secs | $(peak_mib "$work/p.time") / $(peak_mib "$work/a.time") / $rss_b1, $rss_b2 |" >>"$out"
-    curl -s "$C/" --data-binary "DROP TABLE IF EXISTS $table" >/dev/null
+    echo "| $profile | ${flags:-defaults} | $n / $ROWS | $lost | $dup | $faults SIGKILL + restart | $verdict | $secs | $(peak_mib "$work/p.time") / $(peak_mib "$work/a.time") / $rss_b1, $rss_b2 |" >>"$out"
+    for r in "${REPLICAS[@]}"; do
+        q "$r" "DROP TABLE IF EXISTS $table" >/dev/null || true
+        q "$r" "DROP TABLE IF EXISTS ${table}_template" >/dev/null || true
+    done
     rm -f "$work"/*.time
-    [[ "$verdict" == equal ]] || { cat "$out"; exit 1; }
+    [[ "$verdict" == equal* ]] || { cat "$out"; exit 1; }
 done
 
 cat "$out"

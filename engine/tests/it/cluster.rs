@@ -216,12 +216,7 @@ fn a_shard_down_for_ten_seconds_delays_only_its_partitions() {
         .restart(Duration::from_secs(60))
         .expect("restarting shard 2");
     let messages = producer.join().expect("producer thread");
-    let status = member.wait(Duration::from_secs(600));
-    assert!(
-        status.success(),
-        "consumer failed ({status})\n{}",
-        member.describe()
-    );
+    member.expect_success(Duration::from_secs(600));
     let c = compare_taxi(up, &format!("{table}_distributed"), &read_files(&files));
     eprintln!(
         "shard down 10 s: shard 1 stored {during} rows meanwhile; {messages} messages: {}",

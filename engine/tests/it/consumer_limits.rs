@@ -184,10 +184,11 @@ fn big_strings(rows: usize, tag: usize) -> RecordBatch {
 }
 
 /// The consumer's memory bound, as the README states it: the byte budget
-/// (`--max-buffered-bytes`, default 512 MiB) plus a fixed allowance for
-/// the runtime, librdkafka's fetch queues and one message being decoded.
+/// (`--max-buffered-bytes`, default 512 MiB) plus 512 MiB for librdkafka's
+/// prefetch (64 MiB, overshot by one fetch of up to 100 MiB), one message
+/// being decoded (up to 256 MiB), the runtime and the allocator.
 const DEFAULT_BUDGET_MIB: u64 = 512;
-const OVERHEAD_MIB: u64 = 400;
+const OVERHEAD_MIB: u64 = 512;
 
 /// A backlog of 12 messages that each decode to 120 MiB (1.4 GiB in all),
 /// consumed with the default settings: every row is stored and the peak

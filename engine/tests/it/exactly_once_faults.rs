@@ -132,12 +132,7 @@ fn server_kills(seed: u64, kills: u32) {
     let mut rng = Rng::new(seed);
     let during_insert = kill_during_inserts(&mut ch, &mut member, &mut rng, kills);
     let messages = producer.join().expect("producer thread");
-    let status = member.wait(Duration::from_secs(600));
-    assert!(
-        status.success(),
-        "consumer failed ({status})\n{}",
-        member.describe()
-    );
+    member.expect_success(Duration::from_secs(600));
     let repairs = member.log().matches(REPAIR_LOG).count();
     let days = ch_query(
         &url,
@@ -343,12 +338,7 @@ fn a_clickhouse_outage_during_an_assignment_is_waited_out() {
         std::thread::sleep(Duration::from_millis(50));
     }
     ch.run();
-    let status = member.wait(Duration::from_secs(300));
-    assert!(
-        status.success(),
-        "member failed ({status})\n{}",
-        member.describe()
-    );
+    member.expect_success(Duration::from_secs(300));
     let waited = member
         .log()
         .matches("reading the stored offsets failed, retrying")

@@ -102,12 +102,7 @@ fn replicated_partitioned_table_survives_replica_sigkills_with_failover() {
         counted = counted.max(failovers_metric());
     }
     let messages = producer.join().expect("producer thread");
-    let status = member.wait(Duration::from_secs(600));
-    assert!(
-        status.success(),
-        "consumer failed ({status})\n{}",
-        member.describe()
-    );
+    member.expect_success(Duration::from_secs(600));
     let log = member.log();
     let failovers = log.matches("failing over to another replica").count();
     let batches = read_files(&files);

@@ -55,12 +55,7 @@ fn produce_killed_and_run_again_adds_no_row_twice() {
         eprintln!("file to table: produce run {run} killed after {at:?}");
     }
     produce.timeout(Duration::from_secs(300)).expect_success();
-    let status = member.wait(Duration::from_secs(600));
-    assert!(
-        status.success(),
-        "consumer failed ({status})\n{}",
-        member.describe()
-    );
+    member.expect_success(Duration::from_secs(600));
     let skipped = member.log().matches("is already stored").count();
     let c = compare_taxi(&db.url, &table, &read_files(&files));
     eprintln!(
