@@ -256,8 +256,12 @@ fn unix_now() -> f64 {
 
 /// Grafana variables the queries use, replaced as Grafana would for a 1 s
 /// scrape interval.
-fn grafana_expand(expr: &str) -> String {
-    expr.replace("$__rate_interval", "5s")
+/// Grafana's variables as a query over the run would see them; rate
+/// windows span `rate_window` (Grafana sizes `$__rate_interval` from the
+/// scrape interval; here the whole run, so that scrapes delayed on a loaded
+/// machine still leave two samples in a window).
+fn grafana_expand(expr: &str, rate_window: &str) -> String {
+    expr.replace("$__rate_interval", rate_window)
         .replace("$__interval", "1s")
 }
 
@@ -323,7 +327,7 @@ fn every_dashboard_query_returns_data_from_a_real_bench_run() {
         }
     }
     for (title, ref_id, expr) in queries(&dashboard()) {
-        let expr = grafana_expand(&expr);
+        let expr = grafana_expand(&expr, &format!("{window}s"));
         let series = harness::prom_query_range(&expr, start, end, 1.0);
         let finite = series
             .iter()

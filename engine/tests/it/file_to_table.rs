@@ -43,16 +43,18 @@ fn produce_killed_and_run_again_adds_no_row_twice() {
     let mut cut_short = 0;
     for run in 1..=KILLS {
         let mut producer = produce.spawn(&dir.path().join(format!("produce-{run}.log")));
-        let at = Duration::from_millis(rng.range(200, 3_000));
+        // A run takes about a second here: most kills land mid-run.
+        let at = Duration::from_millis(rng.range(100, 1_200));
         let started = Instant::now();
         while started.elapsed() < at && producer.exited().is_none() {
             std::thread::sleep(Duration::from_millis(10));
         }
-        if producer.exited().is_none() {
+        let killed = producer.exited().is_none();
+        if killed {
             producer.kill();
             cut_short += 1;
         }
-        eprintln!("file to table: produce run {run} killed after {at:?}");
+        eprintln!("file to table: produce run {run}: SIGKILL at {at:?} (mid-run: {killed})");
     }
     produce.timeout(Duration::from_secs(300)).expect_success();
     member.expect_success(Duration::from_secs(600));
