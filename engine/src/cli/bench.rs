@@ -199,8 +199,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .enable_all()
         .build()
         .map_err(|e| Error::io("starting the async runtime", e))?;
+    // Outside the runtime: the exporter then serves /metrics from a thread of
+    // its own, so scrapes are answered while the pipeline keeps the
+    // runtime's workers busy.
+    crate::metrics::install(args.metrics_addr)?;
     rt.block_on(async {
-        crate::metrics::install(args.metrics_addr)?;
         let r = bench::run(cfg).await;
         if args.hold_metrics_secs > 0.0 {
             tokio::time::sleep(std::time::Duration::from_secs_f64(args.hold_metrics_secs)).await;

@@ -293,10 +293,9 @@ pub fn run(args: ConsumeArgs) -> Result<()> {
     let cfg = args.consumer_config()?;
     let rt = super::produce::runtime()?;
     let stop = super::stop_flag()?;
-    let summary = rt.block_on(async {
-        crate::metrics::install(args.metrics_addr)?;
-        consumer::run(cfg, stop).await
-    })?;
+    // Outside the runtime: /metrics is served from the exporter's own thread.
+    crate::metrics::install(args.metrics_addr)?;
+    let summary = rt.block_on(consumer::run(cfg, stop))?;
     println!(
         "consumed {} messages ({} rows, {:.1} MB), inserted {} rows, dead-lettered {} messages in {:.2}s",
         summary.messages,
