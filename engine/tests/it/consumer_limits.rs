@@ -16,10 +16,10 @@ use velostream::consumer::{self, ConsumerConfig};
 use velostream_codecs::ipc::{IpcCompression, IpcEncoder};
 
 use crate::harness::clickhouse::ch_query;
-use crate::harness::cmd::{velostream, Cmd};
+use crate::harness::cmd::Cmd;
 use crate::harness::exactly_once::{exactly_once, At};
 use crate::harness::kafka::{read_topic, RawProducer, Until};
-use crate::harness::pipeline::consumer_config;
+use crate::harness::pipeline::{consume_cli, consumer_config};
 use crate::harness::process::vm_hwm_kib;
 use crate::harness::{self, TestDb};
 
@@ -153,15 +153,7 @@ fn a_value_the_table_cannot_take_is_named_or_dead_lettered() {
 /// `velostream --log info consume` of `topic` on the test broker into
 /// `table` at `url`.
 fn consume_cmd(url: &str, topic: &str, table: &str) -> Cmd {
-    velostream()
-        .args([
-            "--log",
-            "info",
-            "consume",
-            "--brokers",
-            &harness::kafka_brokers(),
-        ])
-        .args(["--clickhouse-url", url, "--topic", topic, "--table", table])
+    consume_cli(topic, table).args(["--clickhouse-url", url])
 }
 
 /// Messages of `rows` strings of 1 KiB each (highly compressible: a few KiB

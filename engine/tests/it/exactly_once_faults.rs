@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use crate::fault_proxy::{Fault, FaultProxy};
 use crate::harness::clickhouse::{ch_query, insert_running, try_count};
 use crate::harness::cmd::Running;
-use crate::harness::compare::compare_taxi;
+use crate::harness::compare::{compare_taxi, Comparison};
 use crate::harness::data::{read_files, Rng, Taxi};
 use crate::harness::exactly_once::{exactly_once, At};
 use crate::harness::kafka::RawProducer;
@@ -105,24 +105,44 @@ fn own_server_with_day_table(
     }
 }
 
+impl OwnSetup {
+    /// An exactly-once `velostream consume` of the topic into [`TABLE`]
+    /// that exits after `idle_secs` without messages.
+    fn consume(&self, idle_secs: u64) -> Consume {
+        let mut consume = Consume::new(&self.brokers, &self.url, &self.topic, TABLE);
+        consume.exactly_once = true;
+        consume.exit_when_idle = Some(idle_secs);
+        consume
+    }
+
+    /// The table against the source files, value for value.
+    fn compare(&self) -> Comparison {
+        compare_taxi(&self.url, TABLE, &read_files(&self.files))
+    }
+
+    /// Every one of the topic's `messages` stored once, with all its rows.
+    fn assert_every_message_once(&self, messages: u64) {
+        exactly_once(&self.url, TABLE, &self.brokers, &self.topic)
+            .messages(messages)
+            .assert();
+    }
+}
+
 /// 480,000 rows (a month of pickups) produced over about 40 s into a
 /// day-partitioned table with 40,000-row inserts (each spans about three
 /// days: three parts), while the server is SIGKILLed `kills` times.
 fn server_kills(seed: u64, kills: u32) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let OwnSetup {
-        mut ch,
-        url,
-        brokers,
-        topic,
-        files,
-    } = own_server_with_day_table(dir.path(), "eo_server_kill", 2, (480_000, 24, seed));
-    let table = TABLE;
-    let producer = produce_slowly(&brokers, &topic, &files, 2, Duration::from_millis(1_500));
-    let mut consume = Consume::new(&brokers, &url, &topic, table);
-    consume.exactly_once = true;
+    let mut own = own_server_with_day_table(dir.path(), "eo_server_kill", 2, (480_000, 24, seed));
+    let producer = produce_slowly(
+        &own.brokers,
+        &own.topic,
+        &own.files,
+        2,
+        Duration::from_millis(1_500),
+    );
+    let mut consume = own.consume(10);
     consume.insert_rows = 40_000;
-    consume.exit_when_idle = Some(10);
     let mut member = consume.cmd().spawn(&dir.path().join("consume.log"));
     assert!(
         member.wait_for_log("partitions assigned", Duration::from_secs(60)),
@@ -130,15 +150,15 @@ fn server_kills(seed: u64, kills: u32) {
         member.describe()
     );
     let mut rng = Rng::new(seed);
-    let during_insert = kill_during_inserts(&mut ch, &mut member, &mut rng, kills);
+    let during_insert = kill_during_inserts(&mut own.ch, &mut member, &mut rng, kills);
     let messages = producer.join().expect("producer thread");
     member.expect_success(Duration::from_secs(600));
     let repairs = member.log().matches(REPAIR_LOG).count();
     let days = ch_query(
-        &url,
+        &own.url,
         "SELECT uniqExact(toYYYYMMDD(tpep_pickup_datetime)) FROM eo.trips",
     );
-    let c = compare_taxi(&url, table, &read_files(&files));
+    let c = own.compare();
     eprintln!(
         "server kills, seed {seed:#x}: {kills} SIGKILLs ({during_insert} during an INSERT), \
          {repairs} partly stored inserts repaired, {messages} messages over {} days: {}",
@@ -150,9 +170,7 @@ fn server_kills(seed: u64, kills: u32) {
         "no kill hit a running INSERT: the scenario tested nothing"
     );
     c.assert_exact("day-partitioned table after server SIGKILLs");
-    exactly_once(&url, table, &brokers, &topic)
-        .messages(messages)
-        .assert();
+    own.assert_every_message_once(messages);
 }
 
 #[test]
@@ -312,38 +330,29 @@ fn at_least_once_loses_nothing_whatever_the_outcome() {
 #[test]
 fn a_clickhouse_outage_during_an_assignment_is_waited_out() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let OwnSetup {
-        mut ch,
-        url,
-        brokers,
-        topic,
-        files,
-    } = own_server_with_day_table(dir.path(), "eo_outage_assign", 4, (120_000, 6, 0x5eed_0b0e));
-    let table = TABLE;
-    let messages = produce_files(&brokers, &topic, &files, 4, 4_000);
-    let mut consume = Consume::new(&brokers, &url, &topic, table);
-    consume.exactly_once = true;
-    consume.exit_when_idle = Some(5);
+    let mut own =
+        own_server_with_day_table(dir.path(), "eo_outage_assign", 4, (120_000, 6, 0x5eed_0b0e));
+    let messages = produce_files(&own.brokers, &own.topic, &own.files, 4, 4_000);
     // Start-up checks need the server; it dies as the member joins.
-    let mut member = consume.cmd().spawn(&dir.path().join("member.log"));
+    let mut member = own.consume(5).cmd().spawn(&dir.path().join("member.log"));
     assert!(
         member.wait_for_log("joining the consumer group", Duration::from_secs(60)),
         "the member did not start\n{}",
         member.describe()
     );
-    ch.kill();
+    own.ch.kill();
     let down = Instant::now();
     while down.elapsed() < Duration::from_secs(6) {
         member.assert_running("the member keeps running during the outage");
         std::thread::sleep(Duration::from_millis(50));
     }
-    ch.run();
+    own.ch.run();
     member.expect_success(Duration::from_secs(300));
     let waited = member
         .log()
         .matches("reading the stored offsets failed, retrying")
         .count();
-    let c = compare_taxi(&url, table, &read_files(&files));
+    let c = own.compare();
     eprintln!(
         "outage during an assignment: {messages} messages, {waited} offset reads retried: {}",
         c.summary()
@@ -354,7 +363,5 @@ fn a_clickhouse_outage_during_an_assignment_is_waited_out() {
         member.describe()
     );
     c.assert_exact("exactly-once across an outage during an assignment");
-    exactly_once(&url, table, &brokers, &topic)
-        .messages(messages)
-        .assert();
+    own.assert_every_message_once(messages);
 }

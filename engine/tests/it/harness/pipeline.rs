@@ -237,3 +237,12 @@ pub fn consumer_config(topic: &str, table: &str) -> ConsumerConfig {
     c.max_delay = Duration::from_millis(200);
     c
 }
+
+/// `velostream --log info consume` of `topic` on the test broker into
+/// `table`; the caller adds the ClickHouse URL(s) and the mode.
+pub fn consume_cli(topic: &str, table: &str) -> Cmd {
+    velostream()
+        .args(["--log", "info", "consume"])
+        .args(["--brokers", &super::kafka_brokers()])
+        .args(["--topic", topic, "--table", table])
+}
