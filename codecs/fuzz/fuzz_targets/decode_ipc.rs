@@ -2,6 +2,18 @@
 //! error: no panic, no unbounded allocation. Run with
 //! `RUSTC_BOOTSTRAP=1 cargo fuzz run decode_ipc -- -max_total_time=60 -rss_limit_mb=2048`
 //! from `codecs/`.
+//!
+//! Seed corpus: the golden IPC streams written by pyarrow
+//! (`codecs/tests/golden/ipc/*.arrows`, see the README there). Pass that
+//! directory as an extra corpus directory after the working one; libFuzzer
+//! writes new inputs only to the first directory, so the golden files stay
+//! untouched:
+//!
+//! ```text
+//! cd codecs && mkdir -p fuzz/corpus/decode_ipc
+//! RUSTC_BOOTSTRAP=1 cargo fuzz run decode_ipc fuzz/corpus/decode_ipc tests/golden/ipc \
+//!     -- -max_total_time=60 -rss_limit_mb=2048
+//! ```
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
