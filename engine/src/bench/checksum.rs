@@ -154,6 +154,7 @@ impl Expected {
     }
 }
 
+/// Long: a type dispatch, one short arm per Arrow type.
 fn accumulate(col: &dyn Array, kind: Kind, sum: &mut Sum) -> std::result::Result<(), DataType> {
     macro_rules! each {
         ($t:ty, $f:expr) => {{

@@ -37,6 +37,7 @@ pub struct Prepared {
 /// Reads every row group, applies `transform`, accumulates the checksum
 /// over `columns`, and writes Native inserts of `insert_rows` rows to
 /// `native_file` if given.
+/// Long: one pass over every row group feeds both the checksum and the Native file; two functions would read the data twice.
 pub async fn prepare(
     source: &ParquetSource,
     transform: Option<&Transform>,

@@ -39,6 +39,7 @@ pub fn expand(root: &Command, args: Vec<OsString>) -> Result<Vec<OsString>> {
 }
 
 /// [`expand`] with the file's text given.
+/// Long: three passes over the same clap metadata (check every key, merge top-level and section keys, place them around the subcommand).
 pub fn expand_with(
     root: &Command,
     args: Vec<OsString>,

@@ -58,6 +58,7 @@ fn numbers(text: &str) -> Vec<(u32, u32)> {
 /// server is exactly one entry of it; the replicas given for a shard are
 /// all in the same cluster shard, distinct shards are distinct, and every
 /// replica of each shard is given.
+/// Long: the rules of this comment, one block each, in the same order.
 pub fn compare(
     name: &str,
     urls: &[Vec<String>],

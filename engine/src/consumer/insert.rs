@@ -176,6 +176,7 @@ async fn reencode(s: &LaneShared, batch: Batch<Held>) -> Result<(Batch<Held>, Op
 }
 
 /// Sends one body until it is stored or another step than retrying is due.
+/// Long: the I/O shell of `core::attempts::Attempts`: one arm per step it decides, each arm that step's I/O and logging.
 async fn attempts(
     s: &LaneShared,
     t: &Target,

@@ -104,6 +104,7 @@ impl TaxiModel {
     }
 
     /// Appends one trip picked up at `secs` after the month start.
+    /// Long: one trip's columns in schema order, a line or two each; split up, the same dozen locals would be passed around.
     #[inline]
     fn row(&self, rng: &mut Rng, secs: i64, c: &mut Columns) {
         let missing = rng.chance(MISSING_SHARE);

@@ -119,6 +119,7 @@ impl ProducerContext for Ctx {
 }
 
 /// Sends everything `ordered` yields; returns when all deliveries are known.
+/// Long: the send loop and the delivery accounting share the counters the summary and the error are made of.
 pub(super) fn send_all(
     config: &ProducerConfig,
     partitions: usize,

@@ -120,6 +120,7 @@ pub(crate) fn target_schema(
 }
 
 /// Plans reading `path` (Arrow schema `file_schema`) into `target`.
+/// Long: one case per way a target field can meet the file (present, missing and nullable, lossy), side by side, then the projection.
 pub(crate) fn plan_file(
     path: &Arc<Path>,
     file_schema: &Schema,

@@ -6,6 +6,7 @@ mod airflow_dags;
 mod broker_restart;
 mod clickhouse_client;
 mod clickhouse_restart;
+mod code_shape;
 mod cluster;
 mod consumer;
 mod consumer_kills;
