@@ -1,4 +1,4 @@
-//! The one error type of the engine library. The binary wraps it in `anyhow`.
+//! The one error type of the engine library. The binary prints it and maps it to an exit code (`main.rs`); no error is erased along the way.
 
 use std::path::PathBuf;
 

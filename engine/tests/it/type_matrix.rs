@@ -31,7 +31,7 @@ use velostream_codecs::mapping::{
 };
 use velostream_codecs::native::NativeEncoder;
 
-use crate::harness::{self, TestDb};
+use crate::harness::{self, http, TestDb};
 
 /// The repository root.
 fn repo_root() -> PathBuf {
@@ -59,20 +59,15 @@ fn tsv_unescape(s: &str) -> String {
 /// POSTs `body` to ClickHouse with `query` in the URL (or the SQL as the
 /// body when `query` is `None`); the response text or the server's error.
 fn ch_post(url: &str, query: Option<&str>, body: Vec<u8>) -> Result<String, String> {
-    let mut req = reqwest::blocking::Client::new().post(format!("{}/", url.trim_end_matches('/')));
+    let mut target = format!("{}/", url.trim_end_matches('/'));
     if let Some(q) = query {
-        req = req.query(&[("query", q)]);
+        target.push_str(&format!("?query={}", http::url_encode(q)));
     }
-    let resp = req
-        .body(body)
-        .send()
-        .map_err(|e| format!("ClickHouse {url}: {e}"))?;
-    let status = resp.status();
-    let text = resp.text().map_err(|e| format!("ClickHouse {url}: {e}"))?;
-    if status.is_success() {
-        Ok(text)
+    let resp = http::post(&target, &body).map_err(|e| format!("ClickHouse {e}"))?;
+    if resp.status == 200 {
+        Ok(resp.body)
     } else {
-        Err(format!("HTTP {status}: {}", text.trim_end()))
+        Err(format!("HTTP {}: {}", resp.status, resp.body.trim_end()))
     }
 }
 
