@@ -10,7 +10,7 @@ use crate::source::ParquetSource;
 use crate::{Error, Result};
 
 /// Result of the bare decode.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DecodeResult {
     pub rows: u64,
     pub threads: usize,

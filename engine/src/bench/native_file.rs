@@ -17,7 +17,7 @@ use crate::clickhouse::{ClickHouse, InsertOptions, TableRef};
 use crate::{Error, Result};
 
 /// Result of the native-file insert.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NativeFileResult {
     pub rows: u64,
     pub bytes: u64,

@@ -1,45 +1,232 @@
-//! The bench report: a table on the terminal and JSON with fixed top-level keys.
+//! The bench report: one typed document, written as JSON with fixed keys
+//! (`--report-json`) and read back through the same types (tests, the
+//! targets check), so a misspelt figure is a compile error, not a silent 0.
 
-use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 
 use super::decode::DecodeResult;
 use super::native_file::NativeFileResult;
 use super::pipeline::RunResult;
 
+/// The whole report of one `velostream bench` run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub rows_source: u64,
+    pub rows_clickhouse: u64,
+    /// Row count and every column's checksum equal to the source.
+    pub validated: bool,
+    pub differences: Vec<String>,
+    /// The table VeloStream filled (`db.table`; kept with `--keep-tables`).
+    pub table: String,
+    /// The VeloStream run's figures (at the top level of the JSON).
+    #[serde(flatten)]
+    pub run: RunFigures,
+    pub machine: Machine,
+    /// What the measured CPU costs allow (local services only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_budget: Option<CpuBudget>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compare: Option<Compared>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratios: Option<Ratios>,
+    /// Rows per shard when the bench ran against several shards.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<ShardRows>,
+}
+
 /// Throughput and cost figures of one pipeline run.
-pub fn run_json(r: &RunResult) -> Value {
-    let rows = r.produce.rows.max(1) as f64;
-    let p = &r.produce;
-    let consumer_rows: u64 = r.consumers.iter().map(|c| c.rows_inserted).sum();
-    json!({
-        "rows": r.rows_clickhouse,
-        "producer": {
-            "rows_per_s": p.rows as f64 / p.elapsed_secs.max(1e-9),
-            "mb_per_s": p.wire_bytes as f64 / p.elapsed_secs.max(1e-9) / 1e6,
-            "messages_per_s": p.messages as f64 / p.elapsed_secs.max(1e-9),
-            "messages": p.messages,
-            "seconds": p.elapsed_secs,
-            "cpu_seconds_per_million_rows": r.cpu.producer / rows * 1e6,
-        },
-        "consumer": {
-            "rows_per_s": r.rows_clickhouse as f64 / r.consumer_secs.max(1e-9),
-            "rows_inserted": consumer_rows,
-            "seconds": r.consumer_secs,
-            "cpu_seconds_per_million_rows": r.cpu.consumer / rows * 1e6,
-        },
-        "kafka_client_cpu_seconds_per_million_rows": r.cpu.kafka_client / rows * 1e6,
-        "services_cpu_seconds_per_million_rows": r
-            .services_cpu
-            .iter()
-            .map(|(k, v)| (k.clone(), json!(v / rows * 1e6)))
-            .collect::<serde_json::Map<_, _>>(),
-        "machine_busy_cores": r.machine_busy_cores,
-        "end_to_end_rows_per_s": r.rows_clickhouse as f64 / r.end_to_end_secs.max(1e-9),
-        "end_to_end_seconds": r.end_to_end_secs,
-        "wire_bytes_per_row": p.wire_bytes as f64 / rows,
-        "peak_lag_rows": r.timeline.peak_lag_rows(),
-        "peak_lag_messages": peak_lag_messages(r),
-    })
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunFigures {
+    pub rows: u64,
+    pub producer: ProducerFigures,
+    pub consumer: ConsumerFigures,
+    pub kafka_client_cpu_seconds_per_million_rows: f64,
+    /// CPU seconds per million rows of each watched service process.
+    pub services_cpu_seconds_per_million_rows: BTreeMap<String, f64>,
+    /// Average busy cores of the whole machine during the run.
+    pub machine_busy_cores: f64,
+    pub end_to_end_rows_per_s: f64,
+    pub end_to_end_seconds: f64,
+    pub wire_bytes_per_row: f64,
+    pub peak_lag_rows: u64,
+    pub peak_lag_messages: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProducerFigures {
+    pub rows_per_s: f64,
+    pub mb_per_s: f64,
+    pub messages_per_s: f64,
+    pub messages: u64,
+    pub seconds: f64,
+    pub cpu_seconds_per_million_rows: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConsumerFigures {
+    pub rows_per_s: f64,
+    pub rows_inserted: u64,
+    pub seconds: f64,
+    pub cpu_seconds_per_million_rows: f64,
+}
+
+/// The settings and machine the figures were measured with.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Machine {
+    pub cpus: usize,
+    pub clickhouse_version: String,
+    pub partitions: usize,
+    pub consumers: usize,
+    pub insert_streams_per_consumer: usize,
+    pub transform: Option<String>,
+    pub exactly_once: bool,
+    pub ipc_compression: String,
+    pub kafka_compression: String,
+    pub insert_compression: String,
+    pub insert_rows: usize,
+    /// ClickHouse shards the pipeline inserted into.
+    #[serde(default = "one")]
+    pub shards: usize,
+    /// The `--cluster` name, when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// CPU seconds per million rows of every process of the pipeline, and the
+/// end-to-end rate they allow on `cpus` cores.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CpuBudget {
+    pub cpus: f64,
+    pub producer: f64,
+    pub consumer: f64,
+    pub kafka_client: f64,
+    pub tansu: f64,
+    pub clickhouse: f64,
+    pub total: f64,
+    pub end_to_end_ceiling_rows_per_s: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native_file_clickhouse: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_to_end_vs_native_file_ceiling: Option<f64>,
+}
+
+/// The side-by-side measurements (`--compare`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Compared {
+    #[serde(rename = "json-rows", default, skip_serializing_if = "Option::is_none")]
+    pub json_rows: Option<RunFigures>,
+    #[serde(
+        rename = "native-file",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub native_file: Option<NativeFileResult>,
+    #[serde(
+        rename = "parquet-decode",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub parquet_decode: Option<DecodeResult>,
+}
+
+/// Ratios measured in one run (the performance targets are stated on them).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Ratios {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_to_end_vs_json_rows: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wire_bytes_per_row_vs_json_rows: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer_cpu_vs_json_rows: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_to_end_vs_native_file: Option<f64>,
+    /// What the JSON ratio would be if the pipeline ran exactly as fast as
+    /// ClickHouse's own insert of the same rows: no pipeline can beat it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native_file_vs_json_rows: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub producer_vs_parquet_decode: Option<f64>,
+}
+
+impl Ratios {
+    /// The ratios present, by name, in a fixed order.
+    pub fn entries(&self) -> Vec<(&'static str, f64)> {
+        [
+            ("end_to_end_vs_json_rows", self.end_to_end_vs_json_rows),
+            (
+                "wire_bytes_per_row_vs_json_rows",
+                self.wire_bytes_per_row_vs_json_rows,
+            ),
+            ("consumer_cpu_vs_json_rows", self.consumer_cpu_vs_json_rows),
+            ("end_to_end_vs_native_file", self.end_to_end_vs_native_file),
+            ("native_file_vs_json_rows", self.native_file_vs_json_rows),
+            (
+                "producer_vs_parquet_decode",
+                self.producer_vs_parquet_decode,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect()
+    }
+}
+
+/// Rows one shard stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ShardRows {
+    /// 1-based, in the order of the `--clickhouse-url` flags.
+    pub shard: usize,
+    /// The shard's replicas (credentials redacted).
+    pub replicas: Vec<String>,
+    /// The Kafka partitions routed to it (`p mod shards`).
+    pub partitions: Vec<i32>,
+    pub rows: u64,
+    /// `rows` over the consumer's insert time.
+    pub rows_per_s: f64,
+}
+
+impl RunFigures {
+    /// The figures of one pipeline run.
+    pub fn of(r: &RunResult) -> RunFigures {
+        let rows = r.produce.rows.max(1) as f64;
+        let p = &r.produce;
+        let per_million = |cpu: f64| cpu / rows * 1e6;
+        RunFigures {
+            rows: r.rows_clickhouse,
+            producer: ProducerFigures {
+                rows_per_s: p.rows as f64 / p.elapsed_secs.max(1e-9),
+                mb_per_s: p.wire_bytes as f64 / p.elapsed_secs.max(1e-9) / 1e6,
+                messages_per_s: p.messages as f64 / p.elapsed_secs.max(1e-9),
+                messages: p.messages,
+                seconds: p.elapsed_secs,
+                cpu_seconds_per_million_rows: per_million(r.cpu.producer),
+            },
+            consumer: ConsumerFigures {
+                rows_per_s: r.rows_clickhouse as f64 / r.consumer_secs.max(1e-9),
+                rows_inserted: r.consumers.iter().map(|c| c.rows_inserted).sum(),
+                seconds: r.consumer_secs,
+                cpu_seconds_per_million_rows: per_million(r.cpu.consumer),
+            },
+            kafka_client_cpu_seconds_per_million_rows: per_million(r.cpu.kafka_client),
+            services_cpu_seconds_per_million_rows: r
+                .services_cpu
+                .iter()
+                .map(|(k, v)| (k.clone(), per_million(*v)))
+                .collect(),
+            machine_busy_cores: r.machine_busy_cores,
+            end_to_end_rows_per_s: r.rows_clickhouse as f64 / r.end_to_end_secs.max(1e-9),
+            end_to_end_seconds: r.end_to_end_secs,
+            wire_bytes_per_row: p.wire_bytes as f64 / rows,
+            peak_lag_rows: r.timeline.peak_lag_rows(),
+            peak_lag_messages: peak_lag_messages(r),
+        }
+    }
 }
 
 /// Lag in messages, from lag in rows and the run's rows per message.
@@ -56,106 +243,72 @@ pub struct Comparisons<'a> {
     pub decode: Option<&'a DecodeResult>,
 }
 
-/// The full report document.
-pub fn document(
-    rows_source: u64,
-    main: &RunResult,
-    validated: bool,
-    differences: &[String],
-    cmp: Comparisons<'_>,
-    machine: Value,
-) -> Value {
-    let Comparisons {
-        json_rows,
-        native,
-        decode,
-    } = cmp;
-    let m = run_json(main);
-    let mut doc = json!({
-        "rows_source": rows_source,
-        "rows_clickhouse": main.rows_clickhouse,
-        "validated": validated,
-        "differences": differences,
-        "producer": m["producer"],
-        "consumer": m["consumer"],
-        "end_to_end_rows_per_s": m["end_to_end_rows_per_s"],
-        "end_to_end_seconds": m["end_to_end_seconds"],
-        "wire_bytes_per_row": m["wire_bytes_per_row"],
-        "peak_lag_rows": m["peak_lag_rows"],
-        "peak_lag_messages": m["peak_lag_messages"],
-        "kafka_client_cpu_seconds_per_million_rows": m["kafka_client_cpu_seconds_per_million_rows"],
-        "services_cpu_seconds_per_million_rows": m["services_cpu_seconds_per_million_rows"],
-        "machine_busy_cores": m["machine_busy_cores"],
-        "machine": machine,
-    });
-    if let Some(b) = cpu_budget(&m, native, doc["machine"]["cpus"].as_f64()) {
-        doc["cpu_budget"] = b;
-    }
-    let mut compare = serde_json::Map::new();
-    let mut ratios = serde_json::Map::new();
-    let e2e = m["end_to_end_rows_per_s"].as_f64().unwrap_or(0.0);
-    if let Some(j) = json_rows {
-        let jj = run_json(j);
-        let j_e2e = jj["end_to_end_rows_per_s"].as_f64().unwrap_or(0.0);
-        let j_bpr = jj["wire_bytes_per_row"].as_f64().unwrap_or(0.0);
-        let j_cpu = jj["consumer"]["cpu_seconds_per_million_rows"]
-            .as_f64()
-            .unwrap_or(0.0);
-        compare.insert("json-rows".into(), jj);
-        ratios.insert(
-            "end_to_end_vs_json_rows".into(),
-            json!(e2e / j_e2e.max(1e-9)),
-        );
-        ratios.insert(
-            "wire_bytes_per_row_vs_json_rows".into(),
-            json!(m["wire_bytes_per_row"].as_f64().unwrap_or(0.0) / j_bpr.max(1e-9)),
-        );
-        ratios.insert(
-            "consumer_cpu_vs_json_rows".into(),
-            json!(
-                m["consumer"]["cpu_seconds_per_million_rows"]
-                    .as_f64()
-                    .unwrap_or(0.0)
-                    / j_cpu.max(1e-9)
-            ),
-        );
-    }
-    if let Some(n) = native {
-        compare.insert(
-            "native-file".into(),
-            serde_json::to_value(n).unwrap_or(Value::Null),
-        );
-        ratios.insert(
-            "end_to_end_vs_native_file".into(),
-            json!(e2e / n.rows_per_s.max(1e-9)),
-        );
-        // What the JSON ratio would be if the pipeline ran exactly as fast as
-        // ClickHouse's own insert of the same rows: no pipeline can beat it.
-        if let Some(j_e2e) = compare
-            .get("json-rows")
-            .and_then(|j| j["end_to_end_rows_per_s"].as_f64())
-        {
-            ratios.insert(
-                "native_file_vs_json_rows".into(),
-                json!(n.rows_per_s / j_e2e.max(1e-9)),
-            );
+/// What was checked against the source.
+#[derive(Clone, Debug, Default)]
+pub struct Validation {
+    /// The table checked.
+    pub table: String,
+    pub rows_source: u64,
+    pub differences: Vec<String>,
+}
+
+impl Report {
+    /// The report of a run, its comparisons and the shards it filled.
+    pub fn new(
+        main: &RunResult,
+        validation: Validation,
+        cmp: Comparisons<'_>,
+        machine: Machine,
+        shards: Vec<ShardRows>,
+    ) -> Report {
+        let run = RunFigures::of(main);
+        let compared = Compared {
+            json_rows: cmp.json_rows.map(RunFigures::of),
+            native_file: cmp.native.cloned(),
+            parquet_decode: cmp.decode.cloned(),
+        };
+        let any = compared != Compared::default();
+        Report {
+            rows_source: validation.rows_source,
+            rows_clickhouse: main.rows_clickhouse,
+            validated: validation.differences.is_empty(),
+            differences: validation.differences,
+            table: validation.table,
+            cpu_budget: cpu_budget(&run, cmp.native, machine.cpus as f64),
+            ratios: any.then(|| ratios(&run, &compared)),
+            compare: any.then_some(compared),
+            run,
+            machine,
+            shards,
         }
     }
-    if let Some(d) = decode {
-        compare.insert(
-            "parquet-decode".into(),
-            serde_json::to_value(d).unwrap_or(Value::Null),
-        );
-        ratios.insert(
-            "producer_vs_parquet_decode".into(),
-            json!(m["producer"]["rows_per_s"].as_f64().unwrap_or(0.0) / d.rows_per_s.max(1e-9)),
-        );
+}
+
+fn ratios(run: &RunFigures, c: &Compared) -> Ratios {
+    let over = |a: f64, b: f64| a / b.max(1e-9);
+    let e2e = run.end_to_end_rows_per_s;
+    let json = c.json_rows.as_ref();
+    Ratios {
+        end_to_end_vs_json_rows: json.map(|j| over(e2e, j.end_to_end_rows_per_s)),
+        wire_bytes_per_row_vs_json_rows: json
+            .map(|j| over(run.wire_bytes_per_row, j.wire_bytes_per_row)),
+        consumer_cpu_vs_json_rows: json.map(|j| {
+            over(
+                run.consumer.cpu_seconds_per_million_rows,
+                j.consumer.cpu_seconds_per_million_rows,
+            )
+        }),
+        end_to_end_vs_native_file: c.native_file.as_ref().map(|n| over(e2e, n.rows_per_s)),
+        native_file_vs_json_rows: c
+            .native_file
+            .as_ref()
+            .zip(json)
+            .map(|(n, j)| over(n.rows_per_s, j.end_to_end_rows_per_s)),
+        producer_vs_parquet_decode: c
+            .parquet_decode
+            .as_ref()
+            .map(|d| over(run.producer.rows_per_s, d.rows_per_s)),
     }
-    if !compare.is_empty() {
-        doc["compare"] = Value::Object(compare);
-        doc["ratios"] = Value::Object(ratios);
-    }
-    doc
 }
 
 /// What the measured CPU costs allow on this machine: every process of the
@@ -163,152 +316,177 @@ pub fn document(
 /// same cores, so `cores / total CPU per row` bounds the end-to-end rate even
 /// with perfect overlap; divided by the native-file rate it bounds the
 /// end-to-end / native-file ratio. Needs the services' CPU (local services).
-fn cpu_budget(m: &Value, native: Option<&NativeFileResult>, cpus: Option<f64>) -> Option<Value> {
-    let services = m["services_cpu_seconds_per_million_rows"].as_object()?;
-    let clickhouse = services.get("clickhouse")?.as_f64()?;
-    let tansu = services.get("tansu").and_then(Value::as_f64).unwrap_or(0.0);
-    let producer = m["producer"]["cpu_seconds_per_million_rows"].as_f64()?;
-    let consumer = m["consumer"]["cpu_seconds_per_million_rows"].as_f64()?;
-    let client = m["kafka_client_cpu_seconds_per_million_rows"].as_f64()?;
-    let total = producer + consumer + client + tansu + clickhouse;
-    let cpus = cpus.filter(|c| *c > 0.0)?;
-    let ceiling = cpus * 1e6 / total.max(1e-9);
-    let mut b = json!({
-        "cpus": cpus,
-        "producer": producer,
-        "consumer": consumer,
-        "kafka_client": client,
-        "tansu": tansu,
-        "clickhouse": clickhouse,
-        "total": total,
-        "end_to_end_ceiling_rows_per_s": ceiling,
-    });
-    if let Some(n) = native {
-        b["native_file_clickhouse"] = json!(n.clickhouse_cpu_seconds_per_million_rows);
-        b["end_to_end_vs_native_file_ceiling"] = json!(ceiling / n.rows_per_s.max(1e-9));
+fn cpu_budget(run: &RunFigures, native: Option<&NativeFileResult>, cpus: f64) -> Option<CpuBudget> {
+    let services = &run.services_cpu_seconds_per_million_rows;
+    let clickhouse = *services.get("clickhouse")?;
+    let tansu = services.get("tansu").copied().unwrap_or(0.0);
+    if cpus <= 0.0 {
+        return None;
     }
-    Some(b)
+    let (producer, consumer, kafka_client) = (
+        run.producer.cpu_seconds_per_million_rows,
+        run.consumer.cpu_seconds_per_million_rows,
+        run.kafka_client_cpu_seconds_per_million_rows,
+    );
+    let total = producer + consumer + kafka_client + tansu + clickhouse;
+    let ceiling = cpus * 1e6 / total.max(1e-9);
+    Some(CpuBudget {
+        cpus,
+        producer,
+        consumer,
+        kafka_client,
+        tansu,
+        clickhouse,
+        total,
+        end_to_end_ceiling_rows_per_s: ceiling,
+        native_file_clickhouse: native.and_then(|n| n.clickhouse_cpu_seconds_per_million_rows),
+        end_to_end_vs_native_file_ceiling: native.map(|n| ceiling / n.rows_per_s.max(1e-9)),
+    })
 }
 
-/// The human table.
-pub fn table(doc: &Value) -> String {
-    let f = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
-    let mut out = String::new();
-    let mut line = |k: &str, v: String| out.push_str(&format!("  {k:<42} {v}\n"));
-    line(
-        "rows (source / ClickHouse)",
-        format!("{} / {}", doc["rows_source"], doc["rows_clickhouse"]),
-    );
-    line(
-        "validated (count + column checksums)",
-        format!("{}", doc["validated"]),
-    );
-    line(
-        "producer rows/s",
-        format!("{:.0}", f(&doc["producer"]["rows_per_s"])),
-    );
-    line(
-        "producer MB/s (wire)",
-        format!("{:.1}", f(&doc["producer"]["mb_per_s"])),
-    );
-    line(
-        "producer messages/s",
-        format!("{:.1}", f(&doc["producer"]["messages_per_s"])),
-    );
-    line(
-        "consumer rows/s",
-        format!("{:.0}", f(&doc["consumer"]["rows_per_s"])),
-    );
-    line(
-        "end-to-end rows/s",
-        format!("{:.0}", f(&doc["end_to_end_rows_per_s"])),
-    );
-    line(
-        "wire bytes/row",
-        format!("{:.1}", f(&doc["wire_bytes_per_row"])),
-    );
-    line(
-        "peak lag rows / messages",
-        format!("{} / {}", doc["peak_lag_rows"], doc["peak_lag_messages"]),
-    );
-    line(
-        "CPU s per M rows: producer / consumer",
-        format!(
-            "{:.2} / {:.2} (+{:.2} librdkafka threads)",
-            f(&doc["producer"]["cpu_seconds_per_million_rows"]),
-            f(&doc["consumer"]["cpu_seconds_per_million_rows"]),
-            f(&doc["kafka_client_cpu_seconds_per_million_rows"])
-        ),
-    );
-    if let Some(svc) = doc["services_cpu_seconds_per_million_rows"].as_object() {
-        if !svc.is_empty() {
-            let parts: Vec<String> = svc
-                .iter()
-                .map(|(k, v)| format!("{k} {:.2}", f(v)))
-                .collect();
-            line("CPU s per M rows: services", parts.join(" / "));
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A report with every optional part present.
+    pub(crate) fn sample() -> Report {
+        let figures = |e2e: f64, cpu: f64, bpr: f64| RunFigures {
+            rows: 1000,
+            producer: ProducerFigures {
+                rows_per_s: 2e6,
+                mb_per_s: 50.0,
+                messages_per_s: 100.0,
+                messages: 10,
+                seconds: 0.5,
+                cpu_seconds_per_million_rows: 0.4,
+            },
+            consumer: ConsumerFigures {
+                rows_per_s: e2e,
+                rows_inserted: 1000,
+                seconds: 1.0,
+                cpu_seconds_per_million_rows: cpu,
+            },
+            kafka_client_cpu_seconds_per_million_rows: 0.03,
+            services_cpu_seconds_per_million_rows: [("clickhouse".to_string(), 1.6)].into(),
+            machine_busy_cores: 1.9,
+            end_to_end_rows_per_s: e2e,
+            end_to_end_seconds: 1.0,
+            wire_bytes_per_row: bpr,
+            peak_lag_rows: 500,
+            peak_lag_messages: 5,
+        };
+        let run = figures(800_000.0, 0.26, 30.0);
+        let compared = Compared {
+            json_rows: Some(figures(40_000.0, 5.0, 400.0)),
+            native_file: Some(NativeFileResult {
+                rows: 1000,
+                bytes: 60_000,
+                streams: 2,
+                seconds: 0.001,
+                rows_per_s: 1_600_000.0,
+                clickhouse_cpu_seconds_per_million_rows: Some(1.06),
+                machine_busy_cores: 1.2,
+            }),
+            parquet_decode: Some(DecodeResult {
+                rows: 1000,
+                threads: 2,
+                seconds: 0.0004,
+                rows_per_s: 2_500_000.0,
+            }),
+        };
+        Report {
+            rows_source: 1000,
+            rows_clickhouse: 1000,
+            validated: true,
+            differences: vec![],
+            table: "velostream_bench.arrow_1".into(),
+            cpu_budget: cpu_budget(&run, compared.native_file.as_ref(), 2.0),
+            ratios: Some(ratios(&run, &compared)),
+            compare: Some(compared),
+            run,
+            machine: Machine {
+                cpus: 2,
+                clickhouse_version: "18.16.1".into(),
+                partitions: 4,
+                consumers: 1,
+                insert_streams_per_consumer: 2,
+                transform: None,
+                exactly_once: false,
+                ipc_compression: "lz4".into(),
+                kafka_compression: "none".into(),
+                insert_compression: "none".into(),
+                insert_rows: 500_000,
+                shards: 2,
+                cluster: Some("velostream".into()),
+            },
+            shards: vec![ShardRows {
+                shard: 1,
+                replicas: vec!["http://127.0.0.1:1".into()],
+                partitions: vec![0, 2],
+                rows: 500,
+                rows_per_s: 500.0,
+            }],
         }
     }
-    line(
-        "machine busy cores (all processes)",
-        format!("{:.2}", f(&doc["machine_busy_cores"])),
-    );
-    if let Some(b) = doc.get("cpu_budget") {
-        line(
-            "CPU-bound ceiling of end-to-end rows/s",
-            format!(
-                "{:.0} ({} cores / {:.2} CPU s per M rows in all processes)",
-                f(&b["end_to_end_ceiling_rows_per_s"]),
-                b["cpus"],
-                f(&b["total"])
-            ),
-        );
-        if let Some(c) = b.get("end_to_end_vs_native_file_ceiling") {
-            line(
-                "ceiling of ratio end_to_end_vs_native_file",
-                format!("{:.3}", f(c)),
-            );
+
+    #[test]
+    fn the_json_keeps_its_keys_and_reads_back_equal() {
+        let r = sample();
+        let text = serde_json::to_string_pretty(&r).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        // The keys scripts and dashboards read, at the places they read them.
+        for path in [
+            "/rows_source",
+            "/rows_clickhouse",
+            "/validated",
+            "/end_to_end_rows_per_s",
+            "/producer/rows_per_s",
+            "/consumer/cpu_seconds_per_million_rows",
+            "/services_cpu_seconds_per_million_rows/clickhouse",
+            "/machine/clickhouse_version",
+            "/cpu_budget/end_to_end_vs_native_file_ceiling",
+            "/compare/json-rows/end_to_end_rows_per_s",
+            "/compare/native-file/rows_per_s",
+            "/compare/parquet-decode/threads",
+            "/ratios/end_to_end_vs_native_file",
+            "/shards/0/rows",
+        ] {
+            assert!(v.pointer(path).is_some(), "{path} missing in {text}");
         }
+        assert_eq!(serde_json::from_str::<Report>(&text).unwrap(), r);
     }
-    if let Some(j) = doc.get("compare").and_then(|c| c.get("json-rows")) {
-        line(
-            "json-rows: end-to-end rows/s",
-            format!("{:.0}", f(&j["end_to_end_rows_per_s"])),
-        );
-        line(
-            "json-rows: wire bytes/row",
-            format!("{:.1}", f(&j["wire_bytes_per_row"])),
-        );
-        line(
-            "json-rows: consumer CPU s per M rows",
-            format!("{:.2}", f(&j["consumer"]["cpu_seconds_per_million_rows"])),
-        );
+
+    #[test]
+    fn ratios_are_computed_from_the_figures_of_the_same_run() {
+        let r = sample();
+        let ratios = r.ratios.unwrap();
+        assert_eq!(ratios.end_to_end_vs_json_rows, Some(20.0));
+        assert_eq!(ratios.end_to_end_vs_native_file, Some(0.5));
+        assert_eq!(ratios.native_file_vs_json_rows, Some(40.0));
+        assert_eq!(ratios.producer_vs_parquet_decode, Some(0.8));
+        assert_eq!(ratios.wire_bytes_per_row_vs_json_rows, Some(0.075));
+        assert_eq!(ratios.entries().len(), 6);
+        let b = r.cpu_budget.unwrap();
+        assert!((b.total - (0.4 + 0.26 + 0.03 + 1.6)).abs() < 1e-9);
+        assert!((b.end_to_end_ceiling_rows_per_s - 2e6 / b.total).abs() < 1e-6);
     }
-    if let Some(n) = doc.get("compare").and_then(|c| c.get("native-file")) {
-        line(
-            "native-file insert rows/s",
-            format!("{:.0} ({} streams)", f(&n["rows_per_s"]), n["streams"]),
-        );
-        if let Some(c) = n["clickhouse_cpu_seconds_per_million_rows"].as_f64() {
-            line(
-                "native-file: ClickHouse CPU s per M rows",
-                format!(
-                    "{c:.2} (machine busy cores {:.2})",
-                    f(&n["machine_busy_cores"])
-                ),
-            );
+
+    #[test]
+    fn a_report_without_comparisons_or_shards_omits_them_and_a_misspelt_key_is_refused() {
+        let mut r = sample();
+        r.compare = None;
+        r.ratios = None;
+        r.cpu_budget = None;
+        r.shards.clear();
+        let v = serde_json::to_value(&r).unwrap();
+        for k in ["compare", "ratios", "cpu_budget", "shards"] {
+            assert!(v.get(k).is_none(), "{k} present");
         }
+        let mut broken = v.clone();
+        broken["producer"]
+            .as_object_mut()
+            .unwrap()
+            .remove("rows_per_s");
+        assert!(serde_json::from_value::<Report>(broken).is_err());
     }
-    if let Some(d) = doc.get("compare").and_then(|c| c.get("parquet-decode")) {
-        line(
-            "bare Parquet decode rows/s",
-            format!("{:.0} ({} threads)", f(&d["rows_per_s"]), d["threads"]),
-        );
-    }
-    if let Some(r) = doc.get("ratios").and_then(Value::as_object) {
-        for (k, v) in r {
-            line(&format!("ratio {k}"), format!("{:.3}", f(v)));
-        }
-    }
-    out
 }

@@ -20,6 +20,12 @@ use crate::{Error, Result};
 /// per-row JSON design on the same data; --compare native-file measures
 /// ClickHouse inserting the same rows from pre-encoded Native data.
 ///
+/// With several --clickhouse-url flags (one per shard, replicas
+/// comma-separated, optionally --cluster) the pipeline inserts into every
+/// shard (partition p into shard p mod shards), the validation reads the
+/// union of the shards and the report gives the rows per shard; the
+/// comparisons run against the first server.
+///
 /// Kafka and ClickHouse take the same connection, TLS, SASL and credential
 /// flags (and environment variables) as produce and consume.
 #[derive(Debug, clap::Args)]
@@ -112,6 +118,12 @@ pub struct BenchArgs {
     #[arg(long)]
     pub keep_tables: bool,
 
+    /// After the report, print the performance targets (ratios of this run:
+    /// end to end vs native-file and vs json-rows, bytes per row, producer vs
+    /// bare decode, consumer CPU) and whether each is met.
+    #[arg(long)]
+    pub targets: bool,
+
     /// Serve Prometheus metrics on this address during the run.
     #[arg(long, env = "VELOSTREAM_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
@@ -154,7 +166,10 @@ impl BenchArgs {
         {
             return Ok(Some(self.clickhouse.config()));
         }
-        let set = self.clickhouse.credential_flags_set();
+        let mut set = self.clickhouse.credential_flags_set();
+        if self.clickhouse.cluster.is_some() {
+            set.push("--cluster");
+        }
         if set.is_empty() {
             return Ok(None);
         }
@@ -173,6 +188,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
         inputs: args.input.clone(),
         kafka: args.kafka()?,
         clickhouse: args.clickhouse()?,
+        topology: args
+            .clickhouse()?
+            .map(|_| args.clickhouse.topology())
+            .transpose()?,
+        cluster: args.clickhouse.cluster.clone(),
         partitions: args.partitions.max(1),
         consumers: args.consumers.max(1),
         insert_streams: args.insert_streams.max(1),
@@ -189,6 +209,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         producer_parallelism: args.producer_parallelism,
         insert_rows: args.insert_rows,
         insert_compression: args.clickhouse.clickhouse_compression.parse()?,
+        targets: args.targets,
     };
     if !args.hold_metrics_secs.is_finite() || args.hold_metrics_secs < 0.0 {
         return Err(Error::Config("--hold-metrics-secs must be >= 0".into()));

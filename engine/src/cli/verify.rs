@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::consume::ClickHouseArgs;
+use crate::bench::shards::Servers;
 use crate::bench::{checksum, expected};
-use crate::clickhouse::{ClickHouse, TableRef, Topology};
+use crate::clickhouse::TableRef;
 use crate::source::{self, ParquetSource, SourceOptions};
 use crate::{Error, Result};
 
@@ -49,8 +50,8 @@ pub struct Verified {
 /// Compares; an error lists the differences.
 pub async fn verify(args: &VerifyArgs) -> Result<Verified> {
     let topology = args.clickhouse.topology()?;
-    let shards = shards(&topology, &args.clickhouse)?;
-    let ch = shards[0][0].clone();
+    let servers = Servers::new(&topology, &args.clickhouse.config())?;
+    let ch = servers.first().clone();
     let table = TableRef::parse(&args.table)?;
     let files = source::discover(&args.paths)?;
     let src = Arc::new(ParquetSource::open(&files, &SourceOptions::default())?);
@@ -78,8 +79,7 @@ pub async fn verify(args: &VerifyArgs) -> Result<Verified> {
         .checksum;
     let mut got = checksum::Checksum::default();
     let mut rows_per_shard = Vec::new();
-    for replicas in &shards {
-        let part = shard_checksum(replicas, &table, &columns).await?;
+    for part in servers.checksums(&table, &columns).await? {
         rows_per_shard.push(part.rows);
         got.merge(&part);
     }
@@ -97,34 +97,6 @@ pub async fn verify(args: &VerifyArgs) -> Result<Verified> {
             diffs.join("\n  ")
         )))
     }
-}
-
-/// A client per server, by shard.
-fn shards(topology: &Topology, args: &ClickHouseArgs) -> Result<Vec<Vec<ClickHouse>>> {
-    topology
-        .configs(&args.config())
-        .into_iter()
-        .map(|replicas| replicas.into_iter().map(ClickHouse::new).collect())
-        .collect()
-}
-
-/// The checksum of one shard, from the first replica that answers.
-async fn shard_checksum(
-    replicas: &[ClickHouse],
-    table: &TableRef,
-    columns: &[(String, velostream_codecs::chtype::ChType)],
-) -> Result<checksum::Checksum> {
-    let mut last = None;
-    for ch in replicas {
-        match checksum::from_clickhouse(ch, table, columns).await {
-            Ok(c) => return Ok(c),
-            Err(e) => {
-                tracing::warn!(replica = %ch.config().url, "checksum failed, trying the next replica: {e}");
-                last = Some(e);
-            }
-        }
-    }
-    Err(last.expect("a shard has at least one replica"))
 }
 
 /// Runs `velostream verify`.

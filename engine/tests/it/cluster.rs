@@ -7,26 +7,22 @@
 
 use std::time::{Duration, Instant};
 
+use velostream::bench::report::Report;
+
 use crate::harness::clickhouse::{ch_query, try_count};
 use crate::harness::cmd::{velostream, Cmd};
 use crate::harness::compare::compare_taxi;
 use crate::harness::data::{read_files, Taxi};
 use crate::harness::exactly_once::exactly_once;
-use crate::harness::pipeline::{produce_files, produce_slowly};
+use crate::harness::paths::path_str;
+use crate::harness::pipeline::{consume_cli, produce_files, produce_slowly};
 use crate::harness::{self};
 
 /// `velostream consume --exactly-once` of `topic` into `table` on the
 /// shards `shards` (one URL list per shard) of cluster `cluster`.
 fn consume_into(shards: &[Vec<String>], cluster: &str, topic: &str, table: &str) -> Cmd {
-    let mut cmd = velostream()
-        .args([
-            "--log",
-            "info",
-            "consume",
-            "--brokers",
-            &harness::kafka_brokers(),
-        ])
-        .args(["--topic", topic, "--group", topic, "--table", table])
+    let mut cmd = consume_cli(topic, table)
+        .args(["--group", topic])
         .args(["--cluster", cluster, "--create-table", "--exactly-once"])
         .args(["--insert-rows", "20000", "--max-delay-ms", "200"])
         .args([
@@ -230,4 +226,74 @@ fn a_shard_down_for_ten_seconds_delays_only_its_partitions() {
     exactly_once(up, &format!("{table}_distributed"), &brokers, &topic)
         .messages(messages)
         .assert();
+}
+
+/// `velostream bench` given the two shards (replicas comma-separated) and
+/// `--cluster`: the whole pipeline runs against the cluster, the
+/// validation reads the union of the shards, and the report's rows per
+/// shard are the rows each shard holds, from the partitions `p mod 2`.
+#[test]
+fn bench_over_two_shards_validates_the_union_and_reports_rows_per_shard() {
+    let cluster = harness::clickhouse_cluster();
+    let shards = &cluster.shard_urls;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report_path = dir.path().join("report.json");
+    let rows = 60_000u64;
+    let mut bench = velostream()
+        .args(["bench", "--rows", &rows.to_string(), "--partitions", "4"])
+        .args(["--brokers", &harness::kafka_brokers()])
+        .args([
+            "--cluster",
+            &cluster.name,
+            "--exactly-once",
+            "--keep-tables",
+        ])
+        .args(["--insert-rows", "10000", "--targets"])
+        .args(["--data-dir", path_str(&dir.path().join("data"))])
+        .args(["--report-json", path_str(&report_path)]);
+    for shard in shards {
+        bench = bench.args(["--clickhouse-url", &shard.join(",")]);
+    }
+    let out = bench.timeout(Duration::from_secs(300)).expect_success();
+    let text = std::fs::read_to_string(&report_path).expect("report");
+    let report: Report = serde_json::from_str(&text).expect("a typed report");
+    assert!(report.validated, "{:?}", report.differences);
+    assert_eq!((report.rows_source, report.rows_clickhouse), (rows, rows));
+    assert_eq!(report.machine.shards, 2);
+    assert_eq!(
+        report.machine.cluster.as_deref(),
+        Some(cluster.name.as_str())
+    );
+    assert_eq!(report.shards.len(), 2, "{text}");
+    assert_replicas_agree(shards, &report.table);
+    for (i, shard) in report.shards.iter().enumerate() {
+        let expected: Vec<i32> = (0..4).filter(|p| *p as usize % 2 == i).collect();
+        assert_eq!(shard.partitions, expected, "shard {}", i + 1);
+        let held: Vec<i32> = partitions_on(&shards[i][0], &report.table)
+            .into_iter()
+            .map(|p| p as i32)
+            .collect();
+        assert_eq!(held, expected, "Kafka partitions stored on shard {}", i + 1);
+        let stored = try_count(&shards[i][0], &report.table).expect("count");
+        assert_eq!(shard.rows, stored, "rows of shard {} in the report", i + 1);
+        assert!(shard.rows > 0 && shard.rows_per_s > 0.0, "{shard:?}");
+    }
+    assert!(
+        out.stdout.contains("shard 2 (partitions [1, 3])"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("Targets (ratios measured in this run)"),
+        "{}",
+        out.stdout
+    );
+    for url in shards.iter().flatten() {
+        ch_query(url, &format!("DROP TABLE IF EXISTS {}", report.table));
+    }
+    eprintln!(
+        "cluster bench: {rows} rows, per shard {:?}, {:.0} rows/s end to end",
+        report.shards.iter().map(|s| s.rows).collect::<Vec<_>>(),
+        report.run.end_to_end_rows_per_s
+    );
 }
