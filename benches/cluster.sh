@@ -27,20 +27,8 @@ infra/local/install.sh >&2
 cargo build --release -p velostream >&2
 bin="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/velostream"
 
-started=()
-on_exit() {
-    for svc in "${started[@]}"; do infra/local/services.sh stop "$svc" >/dev/null 2>&1 || true; done
-}
-trap on_exit EXIT
-start_service() {
-    local line
-    while IFS= read -r line; do
-        case "$line" in
-            VELOSTREAM_STARTED=*) started+=("${line#*=}") ;;
-            VELOSTREAM_*=*) export "${line?}" ;;
-        esac
-    done < <(infra/local/services.sh start "$1")
-}
+source benches/services.sh
+trap stop_started EXIT
 [[ -n "${VELOSTREAM_BROKERS:-}" ]] || start_service kafka
 [[ -n "${VELOSTREAM_CLICKHOUSE_CLUSTER_URLS:-}" ]] || start_service clickhouse-cluster
 shard_flags=()

@@ -51,16 +51,7 @@ bin="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/velostream"
 
 # Services: the ones given, or local ones started here (and stopped again on
 # exit, but only those this script started).
-started=()
-start_service() {
-    local line
-    while IFS= read -r line; do
-        case "$line" in
-            VELOSTREAM_STARTED=*) started+=("${line#*=}") ;;
-            VELOSTREAM_*=*) export "${line?}" ;;
-        esac
-    done < <(infra/local/services.sh start "$1")
-}
+source benches/services.sh
 if [[ "$TOPOLOGY" == replicated ]]; then
     [[ -n "${VELOSTREAM_BROKERS:-}" ]] || start_service kafka
     [[ -n "${VELOSTREAM_CLICKHOUSE_CLUSTER_URLS:-}" ]] || start_service clickhouse-cluster
@@ -95,9 +86,7 @@ on_exit() {
     if [[ -n "$restarted_pid" && " ${started[*]} " == *" clickhouse-cluster "* ]]; then
         kill "$restarted_pid" 2>/dev/null || true
     fi
-    for svc in "${started[@]}"; do
-        infra/local/services.sh stop "$svc" >/dev/null 2>&1 || true
-    done
+    stop_started
     rm -rf "$work"
 }
 trap on_exit EXIT
