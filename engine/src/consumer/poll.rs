@@ -159,7 +159,12 @@ impl Poller {
         while scanned < queues.len() && taken < PULL_PER_TURN {
             let (p, q) = &queues[(self.next_queue + scanned) % queues.len()];
             let lane = self.lane_of(*p);
-            if !self.stash[lane].is_empty() || !self.shared.memory.has_room_for(lane) {
+            // Before the insert side exists every item waits in stash[0];
+            // taking on until a message brings the schema that starts it is
+            // the only way forward (a stash holding only dead letters used to
+            // stop the intake for good).
+            let lane_full = self.pipeline.is_some() && !self.stash[lane].is_empty();
+            if lane_full || !self.shared.memory.has_room_for(lane) {
                 scanned += 1;
                 continue;
             }

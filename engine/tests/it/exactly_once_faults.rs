@@ -365,3 +365,38 @@ fn a_clickhouse_outage_during_an_assignment_is_waited_out() {
     c.assert_exact("exactly-once across an outage during an assignment");
     own.assert_every_message_once(messages);
 }
+
+/// A dead letter as the very first message the consumer takes: the intake
+/// keeps taking messages until one starts the insert side, and everything
+/// valid is stored. (Before the fix the poison item waited in the stash for
+/// an insert side that only a later message could start, the intake stopped
+/// taking messages, and the consumer hung: three fault tests hung that way
+/// under load.)
+#[test]
+fn a_poison_message_first_does_not_stall_the_consumer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let brokers = harness::kafka_brokers();
+    let db = TestDb::new();
+    let files = Taxi::rows(20_000)
+        .files(1)
+        .row_groups(10_000)
+        .seed(0x5eed_0001)
+        .write(dir.path());
+    let topic = harness::unique_name("poison_first");
+    harness::create_topic(&brokers, &topic, 1);
+    let dlq = format!("{topic}_dlq");
+    harness::create_topic(&brokers, &dlq, 1);
+    let poison = send_poison(&brokers, &topic, 0, 3);
+    produce_files(&brokers, &topic, &files, 1, 4_000);
+    let table = db.table("trips");
+    let mut consume = Consume::new(&brokers, &db.url, &topic, &table);
+    consume.exit_when_idle = Some(5);
+    consume
+        .cmd()
+        .args(["--dlq-topic", &dlq])
+        .timeout(Duration::from_secs(120))
+        .expect_success();
+    assert_eq!(poison.len(), 3);
+    compare_taxi(&db.url, &table, &read_files(&files))
+        .assert_exact("three dead letters first, then the data");
+}
