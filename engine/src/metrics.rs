@@ -135,7 +135,7 @@ fn register_all() {
             || name.ends_with("_size_bytes")
             || name == CONSUMER_INSERT_ROWS
         {
-            // Histograms appear with their first observation.
+            // Registered histograms render with zero counts.
             let _ = metrics::histogram!(name);
         } else if name != CONSUMER_LAG_MESSAGES && name != CONSUMER_LAG_ROWS {
             // Lag gauges are per partition and appear with an assignment.

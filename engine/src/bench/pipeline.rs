@@ -204,18 +204,19 @@ async fn wait_for_rows(
     let mut last = (0u64, Instant::now());
     let mut shown = 0u64;
     loop {
+        // A member that ended explains a missing table better than the count.
+        if let Some(why) = consumers.failure().await {
+            return Err(Error::Validation(format!(
+                "{}: consumer failed with {shown} of {} rows in ClickHouse: {why}",
+                spec.name, spec.expected_rows
+            )));
+        }
         let rows = servers.count_rows(&spec.table).await?;
         wait.inc(rows.saturating_sub(shown), 0);
         shown = shown.max(rows);
         if rows >= spec.expected_rows {
             wait.finish();
             return Ok(started.elapsed().as_secs_f64());
-        }
-        if let Some(why) = consumers.failure().await {
-            return Err(Error::Validation(format!(
-                "{}: consumer failed with {rows} of {} rows in ClickHouse: {why}",
-                spec.name, spec.expected_rows
-            )));
         }
         if rows != last.0 {
             last = (rows, Instant::now());

@@ -128,7 +128,10 @@ pub struct BenchArgs {
     #[arg(long, env = "VELOSTREAM_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
 
-    /// Keep serving metrics this many seconds after the run (for scrapers).
+    /// Serve metrics this many seconds before the run starts and after it
+    /// ends, so that a scraper takes the zero values as a baseline (a short
+    /// run can otherwise fall between two scrapes, leaving rate() nothing to
+    /// compare) and the final values.
     #[arg(long, default_value_t = 0.0)]
     pub hold_metrics_secs: f64,
 }
@@ -224,11 +227,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
     // its own, so scrapes are answered while the pipeline keeps the
     // runtime's workers busy.
     crate::metrics::install(args.metrics_addr)?;
+    let hold = std::time::Duration::from_secs_f64(args.hold_metrics_secs);
     rt.block_on(async {
+        tokio::time::sleep(hold).await;
         let r = bench::run(cfg).await;
-        if args.hold_metrics_secs > 0.0 {
-            tokio::time::sleep(std::time::Duration::from_secs_f64(args.hold_metrics_secs)).await;
-        }
+        tokio::time::sleep(hold).await;
         r.map(|_| ())
     })
 }

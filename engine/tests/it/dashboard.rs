@@ -282,7 +282,8 @@ fn every_dashboard_query_returns_data_from_a_real_bench_run() {
         .args(["bench", "--rows", &rows.to_string(), "--brokers", &brokers])
         .args(["--clickhouse-url", &clickhouse])
         .args(["--metrics-addr", &metrics_addr])
-        // Keep /metrics up after the run so the final values are scraped.
+        // Keep /metrics up before the run (so the producer's short run has
+        // a zero baseline scraped before it) and after it (final values).
         .args(["--insert-rows", "50000", "--hold-metrics-secs", "6"])
         .arg("--data-dir")
         .arg(data_dir.path())
