@@ -12,6 +12,7 @@
 //!   may own the partitions already, so nothing more is inserted or
 //!   committed for them: the lanes drop their rows.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +25,25 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use super::recovery;
 use super::shared::{lock, Shared};
 use crate::Error;
+
+/// The group's committed offsets of the partitions in `tpl`.
+fn committed_offsets(
+    s: &Shared,
+    consumer: &BaseConsumer<Ctx>,
+    tpl: &TopicPartitionList,
+) -> crate::Result<HashMap<i32, i64>> {
+    let got = consumer
+        .committed_offsets(tpl.clone(), Duration::from_secs(30))
+        .map_err(|e| Error::kafka("reading the group's committed offsets", e))?;
+    Ok(got
+        .elements_for_topic(&s.cfg.topic)
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some((e.partition(), o)),
+            _ => None,
+        })
+        .collect())
+}
 
 /// The rdkafka context carrying [`Shared`].
 pub(super) struct Ctx(pub Arc<Shared>);
@@ -86,7 +106,10 @@ impl Ctx {
         let s = &self.0;
         let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
         if s.eo.is_some() {
-            match s.rt.block_on(recovery::resume_offsets(s, &parts)) {
+            let resume = committed_offsets(s, consumer, tpl).and_then(|committed| {
+                s.rt.block_on(recovery::resume_offsets(s, &parts, &committed))
+            });
+            match resume {
                 Ok(offsets) => {
                     for (p, o) in offsets {
                         let _ = tpl.set_partition_offset(&s.cfg.topic, p, o);

@@ -8,9 +8,10 @@
 //! 2. on a replicated table, sync the replica so that it holds every part
 //!    its peers committed;
 //! 3. read each partition's newest insert; resume after it when it is
-//!    complete, or delete it and resume at its first message when it is
-//!    stored in part (a crash between the parts of a multi-partition
-//!    insert).
+//!    complete (or at the group's committed offset when that is further:
+//!    dead letters after the newest insert are not read again), or delete
+//!    it and resume at its first message when it is stored in part (a
+//!    crash between the parts of a multi-partition insert).
 //!
 //! A ClickHouse outage during a rebalance is waited out with backoff, up to
 //! `recovery_timeout`; then the consumer stops naming the table, the
@@ -23,17 +24,20 @@ use rdkafka::Offset;
 
 use super::core::attempts::Backoff;
 use super::core::spans::InsertKey;
-use super::core::verdict::{resume, Resume};
+use super::core::verdict::{floor_at_committed, resume, Resume};
 use super::exactly_once::{EoTable, RUNNING_INSERT_WAIT};
 use super::shared::Shared;
 use crate::clickhouse::Shard;
 use crate::metrics as m;
 use crate::{Error, Result};
 
-/// The start offset of each of `partitions`, each read from its shard.
+/// The start offset of each of `partitions`, each read from its shard,
+/// never before the group's `committed` offset (see
+/// [`floor_at_committed`]).
 pub(super) async fn resume_offsets(
     shared: &Shared,
     partitions: &[i32],
+    committed: &HashMap<i32, i64>,
 ) -> Result<HashMap<i32, Offset>> {
     let Some(eo) = &shared.eo else {
         return Ok(HashMap::new());
@@ -46,7 +50,7 @@ pub(super) async fn resume_offsets(
             .filter(|p| shared.cfg.topology.shard_of(*p) == i)
             .collect();
         if !mine.is_empty() {
-            out.extend(resume_on_shard(shared, shard, &eo[i], &mine).await?);
+            out.extend(resume_on_shard(shared, shard, &eo[i], &mine, committed).await?);
         }
     }
     Ok(out)
@@ -59,12 +63,13 @@ async fn resume_on_shard(
     shard: &Shard,
     eo: &EoTable,
     partitions: &[i32],
+    committed: &HashMap<i32, i64>,
 ) -> Result<HashMap<i32, Offset>> {
     let deadline = Instant::now() + shared.cfg.recovery_timeout;
     let mut backoff = Backoff::default();
     loop {
         let (replica, _) = shard.current();
-        match attempt(shard, replica, eo, partitions).await {
+        match attempt(shard, replica, eo, partitions, committed).await {
             Ok(offsets) => return Ok(offsets),
             Err(
                 e @ Error::ClickHouse {
@@ -99,10 +104,18 @@ async fn attempt(
     replica: usize,
     eo: &EoTable,
     partitions: &[i32],
+    committed: &HashMap<i32, i64>,
 ) -> Result<HashMap<i32, Offset>> {
     let ch = &shard.replicas()[replica];
+    let floored = |p: &i32, stored: Option<i64>| match floor_at_committed(
+        stored,
+        committed.get(p).copied(),
+    ) {
+        Some(o) => Offset::Offset(o),
+        None => Offset::Beginning,
+    };
     if !ch.table_exists(&eo.table).await? {
-        return Ok(partitions.iter().map(|p| (*p, Offset::Beginning)).collect());
+        return Ok(partitions.iter().map(|p| (*p, floored(p, None))).collect());
     }
     fence_everywhere(shard, replica, eo, partitions).await?;
     eo.sync(ch).await?;
@@ -110,8 +123,8 @@ async fn attempt(
     let mut out = HashMap::new();
     for p in partitions {
         let offset = match resume(last.get(p).copied()) {
-            Resume::Beginning => Offset::Beginning,
-            Resume::At(o) => Offset::Offset(o),
+            Resume::Beginning => floored(p, None),
+            Resume::At(o) => floored(p, Some(o)),
             Resume::Repair { insert_id } => {
                 let key = InsertKey {
                     partition: *p,

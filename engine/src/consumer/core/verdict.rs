@@ -110,6 +110,21 @@ pub fn resume(last: Option<LastInsert>) -> Resume {
     }
 }
 
+/// The offset a partition resumes at when the table says "after `stored`"
+/// (`None`: from the beginning): never before the group's `committed`
+/// offset. Offsets are committed only once every message before them is
+/// handled, so messages between the table's newest insert and the
+/// committed offset were handled without rows (dead letters, 0-row
+/// messages, rows the transform removed): read again, a dead letter would
+/// be sent twice. Not for a repair: its insert was never acknowledged, so
+/// no commit covers it.
+pub fn floor_at_committed(stored: Option<i64>, committed: Option<i64>) -> Option<i64> {
+    match (stored, committed) {
+        (Some(s), Some(c)) => Some(s.max(c)),
+        (s, c) => s.or(c),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +134,27 @@ mod tests {
             partition,
             insert_id,
         }
+    }
+
+    #[test]
+    fn resuming_never_goes_back_before_the_committed_offset() {
+        assert_eq!(
+            floor_at_committed(Some(10), Some(12)),
+            Some(12),
+            "dead letters 10, 11"
+        );
+        assert_eq!(
+            floor_at_committed(Some(10), Some(7)),
+            Some(10),
+            "commit behind the table"
+        );
+        assert_eq!(
+            floor_at_committed(None, Some(3)),
+            Some(3),
+            "only dead letters so far"
+        );
+        assert_eq!(floor_at_committed(Some(4), None), Some(4));
+        assert_eq!(floor_at_committed(None, None), None);
     }
 
     #[test]
