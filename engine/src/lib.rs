@@ -1,6 +1,7 @@
 //! VeloStream engine: everything that touches the world.
 //!
-//! Parquet files ([`source`]), Kafka ([`kafka`], [`producer`], [`consumer`]),
+//! Parquet files ([`source`]), Kafka ([`kafka`], [`producer`], [`consumer`],
+//! dead-letter tooling [`dlq`]),
 //! ClickHouse over HTTP ([`clickhouse`]), Prometheus metrics ([`metrics`]),
 //! the synthetic taxi data set ([`gen`]), the benchmark orchestrator
 //! ([`bench`]) and the local service launcher ([`local`]). The `velostream`
@@ -10,6 +11,7 @@ pub mod bench;
 pub mod cli;
 pub mod clickhouse;
 pub mod consumer;
+pub mod dlq;
 pub mod error;
 pub mod gen;
 pub mod kafka;

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod completions;
 pub mod config_file;
 pub mod consume;
+pub mod dlq;
 pub mod gen;
 pub mod local;
 pub mod produce;
@@ -69,6 +70,8 @@ pub enum Command {
     Provision(provision::ProvisionArgs),
     /// Show a consumer group's lag and members (and its table), or wait until it is drained.
     Status(status::StatusArgs),
+    /// List a dead-letter topic's dead letters, or replay them to their source topic.
+    Dlq(dlq::DlqArgs),
     /// Print a shell completion script (bash, zsh, fish, ...).
     Completions(completions::CompletionsArgs),
     /// Print the manual page (roff), generated from these definitions.
@@ -107,6 +110,7 @@ pub fn run(cli: Cli) -> crate::Result<()> {
         Command::Verify(a) => verify::run(a),
         Command::Provision(a) => provision::run(a),
         Command::Status(a) => status::run(a),
+        Command::Dlq(a) => dlq::run(a),
         Command::Completions(a) => completions::run_completions(a),
         Command::Man(a) => completions::run_man(a),
         Command::Local(a) => local::run(a),

@@ -23,7 +23,7 @@
 
 mod config;
 pub mod core;
-mod dlq;
+pub(crate) mod dlq;
 mod encode;
 pub mod exactly_once;
 mod insert;

@@ -9,11 +9,9 @@
 //! is wrong after multi-record produce batches.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use rdkafka::client::ClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use velostream_codecs::envelope::H_ROWS;
@@ -21,6 +19,7 @@ use velostream_codecs::envelope::H_ROWS;
 use super::assignment::Assignment;
 use super::model::{Member, PartitionObservation, Sample};
 use crate::kafka::admin::{self, METADATA_TIMEOUT};
+use crate::kafka::watermarks::FetchedWatermarks;
 use crate::kafka::KafkaArgs;
 use crate::{Error, Result};
 
@@ -151,36 +150,6 @@ fn members(client: &BaseConsumer, topic: &str, group: &str) -> Result<(String, V
     Ok((info.state().to_string(), members))
 }
 
-/// Keeps the newest high watermark per partition from librdkafka's
-/// statistics (which come from fetch responses).
-#[derive(Debug)]
-struct FetchedWatermarks {
-    topic: String,
-    high: Mutex<HashMap<i32, i64>>,
-}
-
-impl ClientContext for FetchedWatermarks {
-    fn stats_raw(&self, statistics: &[u8]) {
-        let Ok(v) = serde_json::from_slice::<serde_json::Value>(statistics) else {
-            return;
-        };
-        let Some(parts) = v["topics"][&self.topic]["partitions"].as_object() else {
-            return;
-        };
-        let mut high = self.high.lock().unwrap_or_else(|p| p.into_inner());
-        for (p, stats) in parts {
-            // hi_offset is -1001 until the first fetch response.
-            if let (Ok(p), Some(hi)) = (p.parse::<i32>(), stats["hi_offset"].as_i64()) {
-                if p >= 0 && hi >= 0 {
-                    high.insert(p, hi);
-                }
-            }
-        }
-    }
-}
-
-impl ConsumerContext for FetchedWatermarks {}
-
 /// Reads up to `limit` messages per partition from the group's position
 /// and sets each partition's fetched high watermark.
 fn probe(
@@ -198,12 +167,7 @@ fn probe(
             last_message = Instant::now();
             record(&consumer, topic, observations, &m, limit);
         }
-        let high = consumer
-            .context()
-            .high
-            .lock()
-            .map(|h| h.clone())
-            .unwrap_or_default();
+        let high = consumer.context().snapshot();
         let quiet = last_message.elapsed() >= PROBE_QUIET;
         if finished(observations, &high, limit, quiet) || start.elapsed() >= PROBE_TIMEOUT {
             for o in observations.iter_mut() {
@@ -237,10 +201,7 @@ fn probe_consumer(
         .set("statistics.interval.ms", "100")
         .set("fetch.wait.max.ms", "100");
     kafka.apply_overrides(&mut c)?;
-    let ctx = FetchedWatermarks {
-        topic: topic.to_string(),
-        high: Mutex::new(HashMap::new()),
-    };
+    let ctx = FetchedWatermarks::new(topic);
     let consumer: BaseConsumer<FetchedWatermarks> = c
         .create_with_context(ctx)
         .map_err(|e| Error::kafka(format!("creating a client for {}", kafka.brokers), e))?;

@@ -13,6 +13,7 @@ mod consumer_kills;
 mod consumer_limits;
 mod dashboard;
 mod dependencies;
+mod dlq_replay;
 mod exactly_once_faults;
 mod exactly_once_replicated;
 mod fault_proxy;
