@@ -137,13 +137,15 @@ fn replay(a: ReplayArgs) -> Result<()> {
     let s = dlq::replay(&opts, &stop)?;
     println!(
         "dlq replay of {} (group {}): {} dead letter(s) read, {} copied, {} already copied \
-         before a restart, {} passed over (--reason), {} not replayed",
+         before a restart, {} passed over (--reason), {} second dead letter(s) of a copied \
+         message, {} not replayed",
         opts.dlq_topic,
         opts.group,
         s.read,
         s.copied,
         s.recovered,
         s.skipped,
+        s.duplicates,
         s.not_replayed.len()
     );
     if s.not_replayed.is_empty() {

@@ -15,7 +15,7 @@ use crate::consumer::dlq::{
 pub const H_REPLAY_OF: &str = "velostream.replay.of";
 
 /// Where a message is: topic, partition, offset.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct At {
     pub topic: String,
     pub partition: i32,

@@ -18,7 +18,9 @@ pub fn list(
     let mut reader = BoundedReader::open(kafka, dlq_topic, &starts, Seek::FromLogStart)?;
     let mut letters = Vec::new();
     while limit.is_none_or(|n| letters.len() < n) {
-        let Some(m) = reader.next()? else { break };
+        let Some(m) = reader.next_message()? else {
+            break;
+        };
         let value_len = rdkafka::Message::payload(&m).map_or(0, <[u8]>::len);
         let letter = Letter::new(at_of(&m), value_len, &headers_of(&m));
         if letter.selected_by(reason) {

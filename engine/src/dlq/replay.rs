@@ -23,6 +23,9 @@
 //! past the letter without copying it again. A crash before 1 or between
 //! 1 and 2 finds no copy and copies. A crash after 3 needs nothing.
 //!
+//! Two dead letters of one source message (a consumer crash between a
+//! dead-letter copy and its commit) are copied once per run.
+//!
 //! A dead letter not selected by `--reason` is committed past without a
 //! copy, so the default group is one per dead-letter topic and reason. A
 //! dead letter whose value was too large to copy (`velostream.dlq.value_bytes`)
@@ -45,7 +48,7 @@ use serde::Serialize;
 
 use super::letter::{replay_headers, replay_of};
 use super::list::existing_partitions;
-use super::{at_of, headers_of, Letter};
+use super::{at_of, headers_of, At, Letter};
 use crate::kafka::admin::METADATA_TIMEOUT;
 use crate::kafka::read::{self, BoundedReader, Seek};
 use crate::kafka::KafkaArgs;
@@ -89,6 +92,9 @@ pub struct ReplaySummary {
     pub recovered: u64,
     /// Not selected by `--reason`.
     pub skipped: u64,
+    /// Second dead letters of a source message copied earlier in this run
+    /// (a consumer crash between a dead-letter copy and its commit).
+    pub duplicates: u64,
     /// Not replayable: the dead letter and why.
     pub not_replayed: Vec<String>,
 }
@@ -109,7 +115,9 @@ pub fn replay(opts: &ReplayOptions, stop: &AtomicBool) -> Result<ReplaySummary> 
     let mut reader =
         BoundedReader::open(&opts.kafka, &opts.dlq_topic, &starts, Seek::FromLogStart)?;
     while !stop.load(Ordering::SeqCst) {
-        let Some(m) = reader.next()? else { break };
+        let Some(m) = reader.next_message()? else {
+            break;
+        };
         run.replay_one(&m)?;
         run.group
             .commit(&opts.dlq_topic, m.partition(), m.offset() + 1)?;
@@ -126,6 +134,8 @@ struct Run<'a> {
     /// Destination partitions marked (step 1) in this run.
     marked: HashSet<(String, i32)>,
     partition_counts: HashMap<String, usize>,
+    /// Source messages copied in this run.
+    copied_sources: HashSet<At>,
     summary: ReplaySummary,
 }
 
@@ -151,6 +161,7 @@ impl<'a> Run<'a> {
             rt,
             marked: HashSet::new(),
             partition_counts: HashMap::new(),
+            copied_sources: HashSet::new(),
             summary: ReplaySummary::default(),
         })
     }
@@ -161,7 +172,7 @@ impl<'a> Run<'a> {
         let dlq = &self.opts.dlq_topic;
         let Some(m) =
             BoundedReader::open(&self.opts.kafka, dlq, &[(q, *position)], Seek::FromLogStart)?
-                .next()?
+                .next_message()?
         else {
             return Ok(());
         };
@@ -173,7 +184,7 @@ impl<'a> Run<'a> {
             return Ok(());
         };
         let mut scan = BoundedReader::open(&self.opts.kafka, &dest.0, &[(dest.1, mark)], Seek::At)?;
-        while let Some(copy) = scan.next()? {
+        while let Some(copy) = scan.next_message()? {
             if replay_of(&headers_of(&copy)).as_ref() == Some(&letter.at) {
                 tracing::info!(
                     "recovered: dead letter {} was copied to {}/{}/{} before a restart",
@@ -200,6 +211,18 @@ impl<'a> Run<'a> {
             self.summary.skipped += 1;
             return Ok(());
         }
+        if letter
+            .source
+            .as_ref()
+            .is_some_and(|s| self.copied_sources.contains(s))
+        {
+            tracing::info!(
+                "dead letter {} is a second one of a source message copied already",
+                letter.at
+            );
+            self.summary.duplicates += 1;
+            return Ok(());
+        }
         let copy = self
             .destination(&letter)
             .and_then(|dest| Ok((dest, self.original_value(&letter, m)?)));
@@ -224,6 +247,7 @@ impl<'a> Run<'a> {
             dest.1
         );
         self.summary.copied += 1;
+        self.copied_sources.extend(letter.source.clone());
         std::thread::sleep(self.opts.pause_after_copy);
         Ok(())
     }
@@ -265,7 +289,7 @@ impl<'a> Run<'a> {
             &[(source.partition, source.offset)],
             Seek::At,
         )
-        .and_then(|mut r| r.next())
+        .and_then(|mut r| r.next_message())
         .map_err(|e| format!("its original {source} could not be read: {e}"))?;
         match fetched {
             Some(o) if o.offset() == source.offset => Ok(o.payload().unwrap_or_default().to_vec()),

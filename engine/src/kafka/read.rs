@@ -151,7 +151,7 @@ impl BoundedReader {
     /// The next message inside the read, or `None` once every partition
     /// reached its end. Fails, naming the partitions, when one gives no
     /// fetch response or no message short of its end for 30 s.
-    pub fn next(&mut self) -> Result<Option<OwnedMessage>> {
+    pub fn next_message(&mut self) -> Result<Option<OwnedMessage>> {
         loop {
             self.bounds.learn_ends(&self.consumer.context().snapshot());
             tracing::trace!(topic = %self.topic, bounds = ?self.bounds, "bounded read");

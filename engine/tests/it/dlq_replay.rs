@@ -15,7 +15,7 @@ use arrow_array::{Int32Array, RecordBatch};
 use crate::harness::cmd::velostream;
 use crate::harness::compare::compare_taxi;
 use crate::harness::data::{concat, read_files, write_batch, Rng, Taxi};
-use crate::harness::kafka::{read_topic, Until};
+use crate::harness::kafka::{create_topic, read_topic, RawProducer, Until};
 use crate::harness::pipeline::{produce_files, Consume};
 use crate::harness::{self, TestDb};
 
@@ -60,7 +60,7 @@ fn poisoned_taxi(dir: &Path, seed: u64) -> (Vec<PathBuf>, usize) {
 
 #[test]
 fn replayed_dead_letters_land_once_after_the_transform_is_fixed_even_when_the_replay_is_killed() {
-    let seed = 0x5eed_d1a;
+    let seed = 0x05ee_dd1a;
     let (brokers, url) = (harness::kafka_brokers(), harness::clickhouse_url());
     let db = TestDb::new();
     let table = db.table("trips");
@@ -259,4 +259,92 @@ fn a_dead_letter_after_the_newest_insert_is_not_read_again_after_a_restart() {
         "the dead letter was read again after a restart"
     );
     assert_eq!(db.count("trips"), 8_000);
+}
+
+/// A dead letter whose value was too large to copy carries only headers;
+/// the replay copies the original from the source topic at the recorded
+/// offset, once even when two dead letters name it. One whose original is
+/// gone is named, and the replay exits non-zero after copying the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_too_large_to_copy_is_replayed_from_its_source_and_a_gone_one_is_named() {
+    use velostream::consumer::{H_ERROR, H_OFFSET, H_PARTITION, H_REASON, H_TOPIC, H_VALUE_BYTES};
+
+    let brokers = harness::kafka_brokers();
+    let [topic, dest, dlq] =
+        ["dlq_big_src", "dlq_big_dest", "dlq_big_dead"].map(harness::unique_name);
+    for t in [&topic, &dest, &dlq] {
+        create_topic(&brokers, t, 1);
+    }
+    let producer = RawProducer::new(&brokers);
+    let original = b"the original value ".repeat(500);
+    let file = ("velostream.file".to_string(), b"big.parquet".to_vec());
+    let (_, offset) = producer
+        .send(&topic, &original, std::slice::from_ref(&file))
+        .await;
+    let letter = |offset: i64| {
+        let h = [
+            (H_REASON, "oversized".to_string()),
+            (
+                H_ERROR,
+                "value of 40000000 bytes over --max-message-bytes".into(),
+            ),
+            (H_TOPIC, topic.clone()),
+            (H_PARTITION, "0".into()),
+            (H_OFFSET, offset.to_string()),
+            (H_VALUE_BYTES, "40000000".into()),
+        ];
+        let mut headers = vec![file.clone()];
+        headers.extend(h.into_iter().map(|(k, v)| (k.to_string(), v.into_bytes())));
+        headers
+    };
+    producer.send(&dlq, &[], &letter(offset)).await;
+    // The same source dead-lettered twice (a consumer crash between the
+    // dead-letter copy and its commit): copied once.
+    producer.send(&dlq, &[], &letter(offset)).await;
+    producer.send(&dlq, &[], &letter(offset + 100)).await;
+
+    let listed = velostream()
+        .args(["dlq", "list", "--brokers", &brokers, "--dlq-topic", &dlq])
+        .expect_success();
+    assert!(
+        listed
+            .stdout
+            .lines()
+            .all(|l| l.contains("bytes=40000000 (not copied)")),
+        "{}",
+        listed.stdout
+    );
+    let out = velostream()
+        .args(["dlq", "replay", "--brokers", &brokers, "--dlq-topic", &dlq])
+        .args(["--to-topic", &dest])
+        .expect_failure();
+    assert!(out.stdout.contains(" 1 copied"), "{}", out.describe());
+    assert!(
+        out.stdout.contains(" 1 second dead letter(s)"),
+        "{}",
+        out.describe()
+    );
+    assert!(
+        out.stderr.contains(&format!("{dlq}/0/2")) && out.stderr.contains("is gone"),
+        "the dead letter whose original is gone is named: {}",
+        out.describe()
+    );
+    let copies = read_topic(&brokers, &dest, Until::Messages(1));
+    assert_eq!(
+        copies[0].payload, original,
+        "the original value, from the source topic"
+    );
+    assert_eq!(copies[0].expect_header("velostream.file"), "big.parquet");
+    assert_eq!(
+        copies[0].expect_header(velostream::dlq::H_REPLAY_OF),
+        format!("{dlq}/0/0")
+    );
+    assert!(
+        copies[0]
+            .headers
+            .iter()
+            .all(|(k, _)| !k.starts_with("velostream.dlq.")),
+        "no dead-letter headers on the copy: {:?}",
+        copies[0].headers
+    );
 }
