@@ -25,7 +25,7 @@ use tokio::sync::mpsc::error::TrySendError;
 
 use super::config::{COMMIT_INTERVAL, POLL_TIMEOUT};
 use super::intake::Intake;
-use super::item::{Event, Item, LaneMsg};
+use super::item::{Event, Item, LaneMsg, Rows};
 use super::pipeline::Pipeline;
 use super::rebalance::{self, Ctx};
 use super::shared::{lock, Shared};
@@ -217,7 +217,25 @@ impl Poller {
         let lane = self.lane_of(item.partition);
         self.shared.memory.charge(lane, item.charged);
         self.stash[lane].push_back(item);
+        if self.pipeline.is_none() {
+            self.settle_before_pipeline();
+        }
         Ok(true)
+    }
+
+    /// Before the insert side exists nothing with rows has been taken (the
+    /// first message with a schema starts it), so every waiting item is a
+    /// dead letter (already acknowledged by the dead-letter topic) or
+    /// carries no rows, and nothing before it is unstored: it is stored at
+    /// once. Its offset can then be committed, and the empty stash lets
+    /// `exit_when_idle` end a run that only saw undecodable messages.
+    fn settle_before_pipeline(&mut self) {
+        let mut book = lock(&self.shared.book);
+        for item in self.stash[0].drain(..) {
+            debug_assert!(matches!(item.rows, Rows::Skip), "rows before the pipeline");
+            book.stored(item.partition, item.generation, item.offset + 1);
+            self.shared.memory.release(0, item.charged);
+        }
     }
 
     /// Hands waiting items to their lanes, in order, as far as they accept.

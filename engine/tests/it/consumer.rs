@@ -404,6 +404,38 @@ fn dead_letters(brokers: &str, dlq: &str, n: usize) -> Vec<Msg> {
     read_topic(brokers, dlq, Until::Messages(n))
 }
 
+/// A topic holding only undecodable messages: no message brings a schema,
+/// so the insert side never starts; each message is still dead-lettered,
+/// its offset committed, and `exit_when_idle` ends the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_of_only_undecodable_messages_is_dead_lettered_committed_and_idles_out() {
+    let brokers = harness::kafka_brokers();
+    let db = TestDb::new();
+    let topic = topic("cons_only_poison", 1);
+    let dlq = harness::unique_name("cons_only_poison_dead");
+    let producer = RawProducer::new(&brokers);
+    for i in 0..3 {
+        producer
+            .send(&topic, format!("not arrow {i}").as_bytes(), &[])
+            .await;
+    }
+    let mut cfg = consumer_config(&topic, &db.table("never"));
+    cfg.dlq_topic = Some(dlq.clone());
+    let group = cfg.group.clone();
+    let run = tokio::time::timeout(Duration::from_secs(60), consumer::run(cfg, Arc::default()));
+    let summary = run
+        .await
+        .expect("the consumer exits when idle within 60 s")
+        .expect("consumer run");
+    assert_eq!(summary.dead_letters, 3, "{summary:?}");
+    let committed = tokio::task::block_in_place(|| committed_offset(&brokers, &group, &topic, 0));
+    assert_eq!(committed, 3, "the dead letters' offsets are committed");
+    let letters = tokio::task::block_in_place(|| dead_letters(&brokers, &dlq, 3));
+    assert!(letters
+        .iter()
+        .all(|l| l.expect_header(consumer::H_REASON) == "undecodable"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_messages_go_to_the_dead_letter_topic_and_good_rows_arrive() {
     let data = taxi(30_000, 14);
