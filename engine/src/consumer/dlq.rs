@@ -165,7 +165,7 @@ impl DeadLetters {
                 )
             })?;
         self.sent.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(m::CONSUMER_DEAD_LETTERS).increment(1);
+        metrics::counter!(m::CONSUMER_DEAD_LETTERS, "reason" => reason.name()).increment(1);
         tracing::warn!(
             partition,
             offset,
