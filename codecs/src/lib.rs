@@ -16,6 +16,7 @@ pub mod chtype;
 pub mod ddl;
 pub mod envelope;
 pub mod error;
+pub mod evolve;
 pub mod ipc;
 pub mod json_rows;
 pub mod mapping;

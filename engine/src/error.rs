@@ -81,6 +81,11 @@ pub enum Error {
     #[error("validation failed: {0}")]
     Validation(String),
 
+    /// The table cannot follow a message's schema (`--evolve`): the message
+    /// is a dead letter, the table stays as it was.
+    #[error("schema change: {0}")]
+    SchemaChange(String),
+
     /// Delivery could not be confirmed for some messages.
     #[error("delivery: {0}")]
     Delivery(String),

@@ -33,6 +33,11 @@ pub const CONSUMER_INSERT_ROWS: &str = "velostream_consumer_insert_rows";
 pub const CONSUMER_INSERTS_IN_FLIGHT: &str = "velostream_consumer_inserts_in_flight";
 pub const CONSUMER_RETRIES: &str = "velostream_consumer_retries_total";
 pub const CONSUMER_DEAD_LETTERS: &str = "velostream_consumer_dead_letter_messages_total";
+/// `ALTER TABLE` statements `--evolve` applied, by `change` (add_column,
+/// widen_column).
+pub const CONSUMER_SCHEMA_CHANGES: &str = "velostream_consumer_schema_changes_total";
+/// Times the insert side was planned again for a grown schema (`--evolve`).
+pub const CONSUMER_SCHEMA_REPLANS: &str = "velostream_consumer_schema_replans_total";
 pub const CONSUMER_LAG_MESSAGES: &str = "velostream_consumer_lag_messages";
 pub const CONSUMER_LAG_ROWS: &str = "velostream_consumer_lag_rows";
 /// Bytes the consumer holds (decoded messages queued, gathered and in
@@ -74,6 +79,8 @@ pub const ALL: &[&str] = &[
     CONSUMER_INSERTS_IN_FLIGHT,
     CONSUMER_RETRIES,
     CONSUMER_DEAD_LETTERS,
+    CONSUMER_SCHEMA_CHANGES,
+    CONSUMER_SCHEMA_REPLANS,
     CONSUMER_LAG_MESSAGES,
     CONSUMER_LAG_ROWS,
     CONSUMER_BUFFERED_BYTES,

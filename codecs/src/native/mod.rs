@@ -23,7 +23,7 @@
 //!   String values, UInt64 row count and one key per row. For
 //!   LowCardinality(Nullable(String)) dictionary entry 0 means NULL.
 
-mod plan;
+pub(crate) mod plan;
 pub mod varint;
 mod write;
 

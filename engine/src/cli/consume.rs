@@ -164,6 +164,20 @@ pub struct ConsumeArgs {
     #[arg(long, value_delimiter = ',')]
     pub order_by: Vec<String>,
 
+    /// Follow the topic's schema: a message with a new column adds it to the
+    /// table (Nullable; earlier rows read NULL), a wider type (Int32 to
+    /// Int64, Float32 to Float64, a longer decimal) widens the column, a
+    /// missing nullable column reads NULL, on every server of the topology.
+    /// The transform is planned again for the new schema. Without it such a
+    /// message is a schema_mismatch dead letter.
+    #[arg(long)]
+    pub evolve: bool,
+
+    /// Test hook: milliseconds to pause after an --evolve ALTER, before the
+    /// first insert of the new schema.
+    #[arg(long, hide = true, value_name = "MS")]
+    pub pause_after_alter_ms: Option<u64>,
+
     /// Store offsets with the data and resume from ClickHouse (no duplicates after crashes).
     #[arg(long)]
     pub exactly_once: bool,
@@ -246,6 +260,8 @@ impl ConsumeArgs {
         c.create_table = self.create_table;
         c.order_by = self.order_by.clone();
         c.exactly_once = self.exactly_once;
+        c.evolve = self.evolve;
+        c.pause_after_alter = self.pause_after_alter_ms.map(Duration::from_millis);
         c.dlq_topic = self.dlq_topic.clone();
         c.max_message_bytes = self.max_message_bytes;
         c.max_decoded_bytes = self.max_decoded_bytes;

@@ -35,6 +35,13 @@ pub struct ConsumerConfig {
     pub create_table: bool,
     /// ORDER BY columns for a created table (default `tuple()`).
     pub order_by: Vec<String>,
+    /// Follow the topic's schema: a message with new columns or wider types
+    /// alters the table (README "Schema evolution") instead of being a
+    /// `schema_mismatch` dead letter.
+    pub evolve: bool,
+    /// Test hook: sleep this long after altering the table, before the
+    /// pipeline restarts (lets crash tests kill the consumer there).
+    pub pause_after_alter: Option<Duration>,
     /// Store offsets with the data and resume from ClickHouse.
     pub exactly_once: bool,
     /// Dead-letter topic for messages that cannot be decoded or transformed.
@@ -99,6 +106,8 @@ impl ConsumerConfig {
             input_schema: None,
             create_table: false,
             order_by: Vec::new(),
+            evolve: false,
+            pause_after_alter: None,
             exactly_once: false,
             dlq_topic: None,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,

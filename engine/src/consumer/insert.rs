@@ -281,6 +281,11 @@ async fn attempts(
     }
 }
 
+/// The column list of an insert that leaves table columns out.
+fn insert_columns(s: &LaneShared) -> Option<Vec<String>> {
+    s.plan.as_ref().and_then(|p| p.insert_columns.clone())
+}
+
 /// One INSERT request, to the shard's current replica.
 async fn send(
     s: &LaneShared,
@@ -298,11 +303,13 @@ async fn send(
             // Never deduplicated by the server: a repaired insert is sent
             // again with the same content on purpose.
             settings: with(&s.insert_settings, ("insert_deduplicate", "0")),
+            columns: insert_columns(s),
             ..InsertOptions::default()
         },
         None => InsertOptions {
             dedup_token: Some(dedup_token(&s.topic, spans)),
             settings: s.insert_settings.clone(),
+            columns: insert_columns(s),
             ..InsertOptions::default()
         },
     };

@@ -10,10 +10,11 @@
 
 use std::sync::Arc;
 
-use arrow_schema::{Schema, SchemaRef};
+use arrow_schema::SchemaRef;
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::Message;
 use velostream_codecs::envelope::Envelope;
+use velostream_codecs::evolve;
 use velostream_codecs::ipc;
 use velostream_codecs::CodecError;
 
@@ -42,6 +43,16 @@ pub(super) struct Intake {
     pub stats: Stats,
 }
 
+/// How a message's schema is taken (decided by the consumer thread, which
+/// may start or evolve the insert side for it).
+pub(super) enum SchemaVerdict {
+    /// Insert its rows in this schema (its own, or a merged one its batches
+    /// are adapted to).
+    Use(SchemaRef),
+    /// A `schema_mismatch` dead letter, for this reason.
+    Refuse(String),
+}
+
 /// A message taken apart.
 struct Decoded {
     batches: Vec<arrow_array::RecordBatch>,
@@ -50,13 +61,13 @@ struct Decoded {
 }
 
 impl Intake {
-    /// Turns `msg` into an item. `expected` gives the topic's schema,
-    /// starting the insert side with the first schema seen when needed.
+    /// Turns `msg` into an item. `verdict` says which schema its rows are
+    /// inserted in (starting or evolving the insert side when needed).
     pub fn item(
         &mut self,
         msg: &BorrowedMessage<'_>,
         generation: u64,
-        expected: &mut dyn FnMut(&SchemaRef) -> Result<Option<SchemaRef>>,
+        verdict: &mut dyn FnMut(&SchemaRef) -> Result<SchemaVerdict>,
     ) -> Result<Item> {
         let payload = msg.payload().unwrap_or(&[]);
         self.count(payload.len() as u64);
@@ -91,24 +102,25 @@ impl Intake {
                 return Ok(item);
             }
         };
-        if let Some(want) = expected(&decoded.schema)? {
-            if !same_fields(&want, &decoded.schema) {
-                let why = format!(
-                    "schema does not match the topic's: expected {}, got {}",
-                    describe(&want),
-                    describe(&decoded.schema)
-                );
+        let batches = match verdict(&decoded.schema)? {
+            SchemaVerdict::Refuse(why) => {
                 self.poison(msg, payload, Reason::SchemaMismatch, &why)?;
                 return Ok(item);
             }
-        }
-        let rows: usize = decoded.batches.iter().map(|b| b.num_rows()).sum();
+            SchemaVerdict::Use(want) => match adapt(decoded.batches, &want) {
+                Ok(batches) => batches,
+                Err(why) => {
+                    self.poison(msg, payload, Reason::SchemaMismatch, &why)?;
+                    return Ok(item);
+                }
+            },
+        };
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         self.count_rows(rows as u64);
         if rows == 0 {
             return Ok(item);
         }
-        item.charged = decoded
-            .batches
+        item.charged = batches
             .iter()
             .map(|b| b.get_array_memory_size() as u64)
             .sum();
@@ -121,7 +133,7 @@ impl Intake {
             });
         }
         item.source = decoded.source;
-        item.rows = Rows::Arrow(decoded.batches);
+        item.rows = Rows::Arrow(batches);
         Ok(item)
     }
 
@@ -220,17 +232,32 @@ fn original_headers(msg: &BorrowedMessage<'_>) -> OriginalHeaders {
         .unwrap_or_default()
 }
 
-/// Field names, types and nullability equal (metadata ignored).
-fn same_fields(a: &Schema, b: &Schema) -> bool {
-    a.fields().len() == b.fields().len()
-        && a.fields().iter().zip(b.fields()).all(|(x, y)| {
-            x.name() == y.name()
-                && x.data_type() == y.data_type()
-                && x.is_nullable() == y.is_nullable()
-        })
+/// The batches in schema `want` (as they are when only metadata differs).
+fn adapt(
+    batches: Vec<arrow_array::RecordBatch>,
+    want: &SchemaRef,
+) -> std::result::Result<Vec<arrow_array::RecordBatch>, String> {
+    match batches.first() {
+        Some(b) if !evolve::same_fields(&b.schema(), want) => batches
+            .iter()
+            .map(|b| evolve::adapt(b, want).map_err(|e| e.to_string()))
+            .collect(),
+        _ => Ok(batches),
+    }
 }
 
-fn describe(s: &Schema) -> String {
+/// Why a message of `got` is refused by a pipeline of `want` without
+/// `--evolve`.
+pub(super) fn mismatch(want: &arrow_schema::Schema, got: &arrow_schema::Schema) -> String {
+    format!(
+        "schema does not match the topic's: expected {}, got {}; pass --evolve to make the \
+         table follow the topic's schema",
+        describe(want),
+        describe(got)
+    )
+}
+
+fn describe(s: &arrow_schema::Schema) -> String {
     let fields: Vec<String> = s
         .fields()
         .iter()

@@ -25,6 +25,7 @@ mod config;
 pub mod core;
 pub(crate) mod dlq;
 mod encode;
+mod evolve;
 pub mod exactly_once;
 mod insert;
 mod intake;

@@ -3,6 +3,7 @@
 
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow_schema::SchemaRef;
 use tokio::sync::mpsc;
@@ -13,7 +14,7 @@ use super::core::batcher::FlushPolicy;
 use super::dlq::DeadLetters;
 use super::item::{Event, LaneMsg};
 use super::lane::{Lane, LaneShared};
-use super::shared::Shared;
+use super::shared::{lock, Shared};
 use super::table;
 use super::target::Target;
 use crate::producer::MessageFormat;
@@ -76,6 +77,20 @@ impl Pipeline {
             lanes: senders,
             tasks,
         })
+    }
+
+    /// Waits until the lanes have inserted everything they hold (the
+    /// stored offsets are then applied), and stops them.
+    pub fn stop(self, shared: &Shared) -> Result<()> {
+        let flushed = shared
+            .flush_lanes(Duration::from_secs(24 * 3600))
+            .map(|_| ());
+        lock(&shared.lanes).clear();
+        drop(self.lanes);
+        for t in self.tasks {
+            let _ = shared.rt.block_on(t);
+        }
+        flushed.and(shared.apply_events())
     }
 
     /// The lane of `partition`.

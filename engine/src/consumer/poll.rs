@@ -24,7 +24,7 @@ use rdkafka::message::BorrowedMessage;
 use tokio::sync::mpsc::error::TrySendError;
 
 use super::config::{COMMIT_INTERVAL, POLL_TIMEOUT};
-use super::intake::Intake;
+use super::intake::{self, Intake, SchemaVerdict};
 use super::item::{Event, Item, LaneMsg, Rows};
 use super::pipeline::Pipeline;
 use super::rebalance::{self, Ctx};
@@ -33,6 +33,7 @@ use super::ConsumeSummary;
 use crate::metrics as m;
 use crate::producer::MessageFormat;
 use crate::Result;
+use velostream_codecs::evolve;
 
 /// Messages taken from the partition queues per turn of the loop.
 const PULL_PER_TURN: usize = 64;
@@ -196,20 +197,18 @@ impl Poller {
         let Some(generation) = lock(&self.shared.book).generation_of(partition) else {
             return Ok(false); // from a partition given up since it was fetched
         };
-        let mut pipeline = self.pipeline.take();
-        let shared = Arc::clone(&self.shared);
-        let dead_letters = self.intake.dead_letters.clone();
-        let events = self.events_tx.clone();
-        let item = {
-            let mut expected = |schema: &SchemaRef| -> Result<Option<SchemaRef>> {
-                if pipeline.is_none() {
-                    let schema = Some(Arc::clone(schema));
-                    pipeline = Some(start(&shared, schema, dead_letters.clone(), &events)?);
-                }
-                Ok(pipeline.as_ref().and_then(|p| p.input_schema.clone()))
-            };
-            self.intake.item(&msg, generation, &mut expected)
+        let mut insert_side = InsertSide {
+            shared: Arc::clone(&self.shared),
+            pipeline: self.pipeline.take(),
+            stash: &mut self.stash,
+            dead_letters: self.intake.dead_letters.clone(),
+            events: self.events_tx.clone(),
         };
+        let item = {
+            let mut verdict = |schema: &SchemaRef| insert_side.verdict(schema);
+            self.intake.item(&msg, generation, &mut verdict)
+        };
+        let pipeline = insert_side.pipeline;
         if let Some(p) = pipeline {
             self.install_pipeline(p);
         }
@@ -370,21 +369,116 @@ impl Poller {
         self.queues.clear();
         let mut result = Ok(());
         if let Some(p) = self.pipeline.take() {
-            result = self
-                .shared
-                .flush_lanes(Duration::from_secs(24 * 3600))
-                .map(|_| ());
-            lock(&self.shared.lanes).clear();
-            drop(p.lanes);
-            for t in p.tasks {
-                let _ = self.shared.rt.block_on(t);
-            }
-            result = result.and(self.shared.apply_events());
+            result = p.stop(&self.shared);
         }
         rebalance::commit_sync(&self.shared, &self.consumer);
         self.consumer.unsubscribe();
         result
     }
+}
+
+/// What a message's schema may change: the insert side, and the items
+/// waiting for it.
+struct InsertSide<'a> {
+    shared: Arc<Shared>,
+    pipeline: Option<Pipeline>,
+    stash: &'a mut Vec<VecDeque<Item>>,
+    dead_letters: Option<Arc<super::dlq::DeadLetters>>,
+    events: std_mpsc::Sender<Event>,
+}
+
+impl InsertSide<'_> {
+    /// The schema a message's rows are inserted in: the first schema starts
+    /// the insert side; another one is refused, or with `--evolve` merged
+    /// into the running schema ([`evolve::merge`]), which restarts the
+    /// insert side at this message boundary when the merge grows it.
+    fn verdict(&mut self, schema: &SchemaRef) -> Result<SchemaVerdict> {
+        let Some(running) = self.pipeline.as_ref() else {
+            self.pipeline = Some(self.start(Arc::clone(schema))?);
+            return Ok(SchemaVerdict::Use(Arc::clone(schema)));
+        };
+        let Some(current) = running.input_schema.clone() else {
+            return Ok(SchemaVerdict::Use(Arc::clone(schema)));
+        };
+        if evolve::same_fields(&current, schema) {
+            return Ok(SchemaVerdict::Use(current));
+        }
+        if !self.shared.cfg.evolve {
+            return Ok(SchemaVerdict::Refuse(intake::mismatch(&current, schema)));
+        }
+        let merged = match evolve::merge(&current, schema) {
+            Ok(m) if evolve::same_fields(&current, &m) => return Ok(SchemaVerdict::Use(current)),
+            Ok(m) => Arc::new(m),
+            Err(e) => return Ok(SchemaVerdict::Refuse(e.to_string())),
+        };
+        self.restart(current, merged)
+    }
+
+    /// Inserts everything taken so far with the old schema, then starts the
+    /// insert side for `merged` (altering the table); when the table cannot
+    /// follow, the old schema runs on and the message is refused.
+    fn restart(&mut self, current: SchemaRef, merged: SchemaRef) -> Result<SchemaVerdict> {
+        tracing::info!(from = %describe(&current), to = %describe(&merged), "schema evolution: inserting what was taken with the old schema");
+        self.drain()?;
+        match self.start(Arc::clone(&merged)) {
+            Ok(p) => {
+                self.pipeline = Some(p);
+                if let Some(pause) = self.shared.cfg.pause_after_alter {
+                    tracing::info!(
+                        ?pause,
+                        "schema evolution: pausing after the ALTER (test hook)"
+                    );
+                    std::thread::sleep(pause);
+                }
+                metrics::counter!(m::CONSUMER_SCHEMA_REPLANS).increment(1);
+                Ok(SchemaVerdict::Use(merged))
+            }
+            Err(crate::Error::SchemaChange(why)) => {
+                self.pipeline = Some(self.start(current)?);
+                Ok(SchemaVerdict::Refuse(why))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Hands every waiting item to the running lanes and stops them once
+    /// all is inserted.
+    fn drain(&mut self) -> Result<()> {
+        let Some(p) = self.pipeline.take() else {
+            return Ok(());
+        };
+        for (lane, items) in self.stash.iter_mut().enumerate() {
+            for item in items.drain(..) {
+                // A lane that ended reports its failure as an event.
+                if p.lanes[lane].blocking_send(LaneMsg::Item(item)).is_err() {
+                    break;
+                }
+            }
+        }
+        p.stop(&self.shared)?;
+        match self.shared.take_error() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn start(&self, schema: SchemaRef) -> Result<Pipeline> {
+        start(
+            &self.shared,
+            Some(schema),
+            self.dead_letters.clone(),
+            &self.events,
+        )
+    }
+}
+
+fn describe(s: &arrow_schema::Schema) -> String {
+    let names: Vec<String> = s
+        .fields()
+        .iter()
+        .map(|f| format!("{} {}", f.name(), f.data_type()))
+        .collect();
+    names.join(", ")
 }
 
 /// Starts the insert side and lets the rebalance callbacks reach its lanes.

@@ -23,6 +23,9 @@ pub struct TablePlan {
     pub batch_schema: Arc<Schema>,
     pub encoder: NativeEncoder,
     pub exactly_once: bool,
+    /// The insert's column list when the table has columns the batches do
+    /// not fill (`--evolve`: nullable columns this schema lacks read NULL).
+    pub insert_columns: Option<Vec<String>>,
 }
 
 /// Creates the table where it is missing (if allowed) or checks the
@@ -40,6 +43,9 @@ pub async fn prepare(
         fields.extend(exactly_once::fields());
     }
     let batch_schema = Arc::new(Schema::new(fields));
+    if cfg.evolve {
+        super::evolve::apply(shards, cfg, &batch_schema, caps).await?;
+    }
     let mut reference: Option<(String, Vec<(String, ChType)>)> = None;
     for shard in shards {
         for ch in shard.replicas() {
@@ -60,6 +66,7 @@ pub async fn prepare(
         create_distributed(shards, cfg, cluster).await?;
     }
     let (_, columns) = reference.expect("a topology has at least one server");
+    let (columns, insert_columns) = filled_columns(cfg, columns, &batch_schema)?;
     let encoder = NativeEncoder::new(
         &batch_schema,
         &columns,
@@ -78,7 +85,35 @@ pub async fn prepare(
         batch_schema,
         encoder,
         exactly_once: cfg.exactly_once,
+        insert_columns,
     })
+}
+
+/// A table's columns, as (name, type).
+type Columns = Vec<(String, ChType)>;
+
+/// With `--evolve`, the table's columns the batches fill, and the insert's
+/// column list when some (nullable) columns are left out; without it every
+/// column must be filled (the encoder says which are not).
+fn filled_columns(
+    cfg: &ConsumerConfig,
+    columns: Columns,
+    batch_schema: &Schema,
+) -> Result<(Columns, Option<Vec<String>>)> {
+    if !cfg.evolve {
+        return Ok((columns, None));
+    }
+    let omitted = velostream_codecs::evolve::omitted_columns(&columns, batch_schema)
+        .map_err(|e| Error::SchemaChange(format!("table {}: {e}", cfg.table)))?;
+    if omitted.is_empty() {
+        return Ok((columns, None));
+    }
+    let filled: Vec<(String, ChType)> = columns
+        .into_iter()
+        .filter(|(n, _)| !omitted.contains(n))
+        .collect();
+    let list = filled.iter().map(|(n, _)| n.clone()).collect();
+    Ok((filled, Some(list)))
 }
 
 /// The table's columns on one server, creating the table there if allowed.

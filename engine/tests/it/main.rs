@@ -32,6 +32,7 @@ mod native_clickhouse;
 mod packaging;
 mod producer;
 mod rebalance;
+mod schema_evolution;
 mod secrets;
 mod security;
 mod source_discover;

@@ -1,0 +1,292 @@
+//! `consume --evolve` against the real broker and ClickHouse: taxi file A
+//! (schema S1), then file B (S1 with `VendorID` widened from Int32 to Int64
+//! and a new `trip_id` column) produced into the same topic and consumed
+//! into one table. The table follows (VendorID becomes Int64, trip_id is
+//! added as Nullable(Int64)), every value equals its source, A's rows read
+//! NULL for trip_id, and every message is stored exactly once:
+//! - in one run, and without `--evolve` the run stops naming the flag;
+//! - with the consumer SIGKILLed between the ALTER and the first insert of
+//!   the new schema (two seeds), then run again;
+//! - with two members of one group evolving the table at the same time.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int32Type;
+use arrow_array::{Int64Array, RecordBatch};
+use arrow_schema::{DataType, Field, Schema};
+
+use crate::harness::clickhouse::try_count;
+use crate::harness::compare::compare_taxi;
+use crate::harness::data::{concat, open, read_files, write_batch, Taxi};
+use crate::harness::exactly_once::exactly_once;
+use crate::harness::kafka::create_topic;
+use crate::harness::pipeline::{produce, Consume, ONE_RECORD_PER_BATCH};
+use crate::harness::{self, TestDb};
+
+const ROWS_PER_MESSAGE: usize = 2_000;
+/// trip_id of B's row i.
+const TRIP_ID_BASE: i64 = 1_000_000;
+
+/// File A (S1) and file B (VendorID Int64, plus trip_id), 8,000 rows each
+/// in 2,000-row groups; returns them with their batches.
+fn files_a_and_b(dir: &Path, seed: u64) -> (PathBuf, PathBuf, Vec<RecordBatch>) {
+    let files = Taxi::rows(16_000)
+        .files(2)
+        .row_groups(ROWS_PER_MESSAGE)
+        .seed(seed)
+        .write(dir);
+    let b = concat(&read_files(&files[1..]));
+    let mut fields: Vec<Field> = b
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    let mut columns = b.columns().to_vec();
+    let vendor = b.schema().index_of("VendorID").unwrap();
+    let widened: Int64Array = b
+        .column(vendor)
+        .as_primitive::<Int32Type>()
+        .iter()
+        .map(|v| v.map(i64::from))
+        .collect();
+    fields[vendor] = Field::new("VendorID", DataType::Int64, false);
+    columns[vendor] = Arc::new(widened);
+    fields.push(Field::new("trip_id", DataType::Int64, false));
+    columns.push(Arc::new(Int64Array::from_iter_values(
+        (0..b.num_rows() as i64).map(|i| TRIP_ID_BASE + i),
+    )));
+    let b = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+    write_batch(&files[1], &b, Some(ROWS_PER_MESSAGE));
+    let mut source = read_files(&files[..1]);
+    source.push(b);
+    (files[0].clone(), files[1].clone(), source)
+}
+
+/// Produces A, then B, into a new topic of `partitions` (one record per
+/// batch: consumers resume mid-stream after a kill). Returns the topic.
+fn produce_a_then_b(brokers: &str, a: &Path, b: &Path, partitions: usize) -> String {
+    let topic = harness::unique_name("evolve");
+    create_topic(brokers, &topic, partitions as i32);
+    for file in [a, b] {
+        let source = Arc::new(open(&[file.to_path_buf()]));
+        produce(brokers, &topic, &source, partitions, |c| {
+            c.max_rows_per_message = ROWS_PER_MESSAGE;
+            c.kafka.options.push(ONE_RECORD_PER_BATCH.into());
+        });
+    }
+    topic
+}
+
+/// The table holds the sources exactly, in the evolved schema.
+fn assert_followed(
+    url: &str,
+    db: &TestDb,
+    table: &str,
+    brokers: &str,
+    topic: &str,
+    source: &[RecordBatch],
+) {
+    compare_taxi(url, table, source).assert_exact("the evolved table against files A and B");
+    let types = db.query(&format!(
+        "SELECT name, type FROM system.columns WHERE database = '{}' AND table = 'trips' \
+         AND name IN ('VendorID', 'trip_id') ORDER BY name FORMAT TSV",
+        db.name
+    ));
+    assert_eq!(
+        types, "VendorID\tInt64\ntrip_id\tNullable(Int64)\n",
+        "the table's evolved columns"
+    );
+    let rows = 8_000i64;
+    let expected_sum = rows * TRIP_ID_BASE + rows * (rows - 1) / 2;
+    let trip_ids = db.query(&format!(
+        "SELECT countIf(isNull(trip_id)), countIf(isNotNull(trip_id)), sum(trip_id), \
+         uniqExact(trip_id) FROM {table} FORMAT TSV"
+    ));
+    assert_eq!(
+        trip_ids,
+        format!("{rows}\t{rows}\t{expected_sum}\t{rows}\n"),
+        "A's rows read NULL, B's rows hold their trip_id once each"
+    );
+    exactly_once(url, table, brokers, topic).assert();
+}
+
+#[test]
+fn the_table_follows_a_new_column_and_a_widened_type_and_without_evolve_the_error_names_the_flag() {
+    let (brokers, url) = (harness::kafka_brokers(), harness::clickhouse_url());
+    let db = TestDb::new();
+    let table = db.table("trips");
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, source) = files_a_and_b(dir.path(), 0xe7_01);
+    let topic = produce_a_then_b(&brokers, &a, &b, 2);
+
+    // Without --evolve: the first B message stops the run, naming the flag.
+    let mut plain = Consume::new(&brokers, &url, &topic, &db.table("plain"));
+    plain.exactly_once = true;
+    plain.group = format!("{topic}.plain");
+    let out = plain
+        .cmd()
+        .timeout(Duration::from_secs(300))
+        .expect_failure();
+    let stderr = &out.stderr;
+    assert!(
+        stderr.contains("schema does not match")
+            && stderr.contains("trip_id")
+            && stderr.contains("--evolve"),
+        "the error names the new column and --evolve:\n{stderr}"
+    );
+
+    let mut consume = Consume::new(&brokers, &url, &topic, &table);
+    consume.exactly_once = true;
+    let out = consume
+        .cmd()
+        .arg("--evolve")
+        .timeout(Duration::from_secs(300))
+        .expect_success();
+    let stderr = &out.stderr;
+    assert!(
+        stderr.contains("schema evolution: altered the table"),
+        "the log says what was altered:\n{stderr}"
+    );
+    assert_followed(&url, &db, &table, &brokers, &topic, &source);
+}
+
+#[test]
+fn a_consumer_killed_between_the_alter_and_the_first_insert_resumes_exactly_once() {
+    for seed in [0xe7_02_u64, 0xe7_03] {
+        let (brokers, url) = (harness::kafka_brokers(), harness::clickhouse_url());
+        let db = TestDb::new();
+        let table = db.table("trips");
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, source) = files_a_and_b(dir.path(), seed);
+        // One or two partitions, from the seed.
+        let partitions = 1 + (seed % 2) as usize;
+        let topic = produce_a_then_b(&brokers, &a, &b, partitions);
+        let mut consume = Consume::new(&brokers, &url, &topic, &table);
+        consume.exactly_once = true;
+        let log = dir.path().join("killed.log");
+        let mut member = consume
+            .cmd()
+            .args(["--evolve", "--pause-after-alter-ms", "60000"])
+            .spawn(&log);
+        assert!(
+            member.wait_for_log("pausing after the ALTER", Duration::from_secs(120)),
+            "seed {seed:#x}: the consumer reached the ALTER:\n{}",
+            member.tail(40)
+        );
+        member.kill();
+        let altered = db.query(&format!(
+            "SELECT count() FROM system.columns WHERE database = '{}' AND table = 'trips' \
+             AND name = 'trip_id' FORMAT TSV",
+            db.name
+        ));
+        assert_eq!(
+            altered, "1\n",
+            "seed {seed:#x}: the ALTER ran before the kill"
+        );
+        let stored = db.count("trips");
+        assert!(
+            stored < 16_000,
+            "seed {seed:#x}: killed before B was inserted ({stored} rows)"
+        );
+        eprintln!("seed {seed:#x}: killed after the ALTER with {stored} rows stored");
+
+        consume
+            .cmd()
+            .arg("--evolve")
+            .timeout(Duration::from_secs(300))
+            .expect_success();
+        assert_followed(&url, &db, &table, &brokers, &topic, &source);
+    }
+}
+
+#[test]
+fn two_members_evolving_the_table_at_once_both_succeed_and_store_everything_once() {
+    let (brokers, url) = (harness::kafka_brokers(), harness::clickhouse_url());
+    let db = TestDb::new();
+    let table = db.table("trips");
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, source) = files_a_and_b(dir.path(), 0xe7_04);
+    let topic = harness::unique_name("evolve_pair");
+    create_topic(&brokers, &topic, 2);
+    let send = |file: &Path| {
+        let source = Arc::new(open(&[file.to_path_buf()]));
+        produce(&brokers, &topic, &source, 2, |c| {
+            c.max_rows_per_message = ROWS_PER_MESSAGE;
+            c.kafka.options.push(ONE_RECORD_PER_BATCH.into());
+        });
+    };
+    send(&a);
+    let mut consume = Consume::new(&brokers, &url, &topic, &table);
+    consume.exactly_once = true;
+    // Members run until stopped; tansu 0.6 settles a two-member group only
+    // with a session longer than a join takes (see rebalance.rs).
+    consume.exit_when_idle = None;
+    consume.session_ms = (10_000, 1_000);
+    let cmd = consume.cmd().arg("--evolve");
+    let mut first = cmd.spawn(&dir.path().join("member0.log"));
+    first.wait_until(
+        "the first member stores rows of A",
+        Duration::from_secs(60),
+        |_| try_count(&url, &table).unwrap_or(0) > 0,
+    );
+    let mut second = cmd.spawn(&dir.path().join("member1.log"));
+    let owns_one = |m: &crate::harness::cmd::Running| {
+        let log = m.log();
+        log.contains("partitions assigned partitions={0}")
+            || log.contains("partitions assigned partitions={1}")
+    };
+    second.wait_until(
+        "the second member owns a partition",
+        Duration::from_secs(90),
+        owns_one,
+    );
+    first.wait_until(
+        "the first member owns the other",
+        Duration::from_secs(90),
+        owns_one,
+    );
+    first.wait_until("A is stored", Duration::from_secs(90), |_| {
+        try_count(&url, &table).unwrap_or(0) >= 8_000
+    });
+    // Both meet B's schema in their own partition at about the same time.
+    send(&b);
+    first.wait_until("B is stored", Duration::from_secs(120), |_| {
+        try_count(&url, &table).unwrap_or(0) >= 16_000
+    });
+    let logs: Vec<String> = [first, second].iter_mut().map(|m| m.terminate()).collect();
+    let count = |needle: &str| {
+        logs.iter()
+            .map(|l| l.matches(needle).count())
+            .sum::<usize>()
+    };
+    let story: Vec<String> = logs
+        .iter()
+        .map(|l| {
+            l.lines()
+                .filter(|l| l.contains("schema evolution") || l.contains("partitions"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .collect();
+    let story = story.join("\n---\n");
+    // ADD COLUMN is not idempotent: across both members it ran once, and a
+    // member that lost the race saw the column and went on.
+    assert_eq!(
+        count("altered the table table") - count("change=widen column"),
+        1,
+        "the new column was added exactly once:\n{story}"
+    );
+    assert!(
+        count("change=widen column \"VendorID\"") >= 1,
+        "VendorID was widened:\n{story}"
+    );
+    eprintln!(
+        "two members: {} ALTERs lost to the other member",
+        count("another member altered the table first")
+    );
+    assert_followed(&url, &db, &table, &brokers, &topic, &source);
+}
