@@ -297,3 +297,53 @@ fn bench_over_two_shards_validates_the_union_and_reports_rows_per_shard() {
         report.run.end_to_end_rows_per_s
     );
 }
+
+/// `--evolve` on the 2x2 cluster: file A, then file B with a new column and
+/// a widened one; the ALTERs reach both replicas of both shards and the
+/// Distributed table, and the union equals the sources, exactly once.
+#[test]
+fn evolve_alters_every_replica_of_every_shard_and_the_distributed_table() {
+    use crate::schema_evolution::{files_a_and_b, produce_a_then_b};
+    let cluster = harness::clickhouse_cluster();
+    let shards = &cluster.shard_urls;
+    let db = harness::unique_name("cl_evolve");
+    create_database(shards, &db);
+    let table = format!("{db}.trips");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, b, source) = files_a_and_b(dir.path(), 0x5eed_e701);
+    let brokers = harness::kafka_brokers();
+    let topic = produce_a_then_b(&brokers, &a, &b, 4);
+    consume_into(shards, &cluster.name, &topic, &table)
+        .args(["--evolve", "--exit-when-idle", "5"])
+        .timeout(Duration::from_secs(300))
+        .expect_success();
+
+    assert_replicas_agree(shards, &table);
+    for url in shards.iter().flatten() {
+        for t in ["trips", "trips_distributed"] {
+            let types = ch_query(
+                url,
+                &format!(
+                    "SELECT name, type FROM system.columns WHERE database = '{db}' AND table = '{t}' \
+                     AND name IN ('VendorID', 'trip_id') ORDER BY name FORMAT TSV"
+                ),
+            );
+            assert_eq!(
+                types, "VendorID\tInt64\ntrip_id\tNullable(Int64)\n",
+                "{t} on {url} follows the new schema"
+            );
+        }
+    }
+    let distributed = format!("{table}_distributed");
+    let url = &shards[0][0];
+    compare_taxi(url, &distributed, &source).assert_exact("the union of the evolved shards");
+    let nulls = ch_query(
+        url,
+        &format!("SELECT countIf(isNull(trip_id)), countIf(isNotNull(trip_id)) FROM {distributed} FORMAT TSV"),
+    );
+    assert_eq!(
+        nulls, "8000\t8000\n",
+        "A's rows read NULL, B's hold their trip_id"
+    );
+    exactly_once(url, &distributed, &brokers, &topic).assert();
+}

@@ -22,17 +22,17 @@ use crate::harness::clickhouse::try_count;
 use crate::harness::compare::compare_taxi;
 use crate::harness::data::{concat, open, read_files, write_batch, Taxi};
 use crate::harness::exactly_once::exactly_once;
-use crate::harness::kafka::create_topic;
+use crate::harness::kafka::{create_topic, read_topic, Until};
 use crate::harness::pipeline::{produce, Consume, ONE_RECORD_PER_BATCH};
 use crate::harness::{self, TestDb};
 
 const ROWS_PER_MESSAGE: usize = 2_000;
 /// trip_id of B's row i.
-const TRIP_ID_BASE: i64 = 1_000_000;
+pub(crate) const TRIP_ID_BASE: i64 = 1_000_000;
 
 /// File A (S1) and file B (VendorID Int64, plus trip_id), 8,000 rows each
 /// in 2,000-row groups; returns them with their batches.
-fn files_a_and_b(dir: &Path, seed: u64) -> (PathBuf, PathBuf, Vec<RecordBatch>) {
+pub(crate) fn files_a_and_b(dir: &Path, seed: u64) -> (PathBuf, PathBuf, Vec<RecordBatch>) {
     let files = Taxi::rows(16_000)
         .files(2)
         .row_groups(ROWS_PER_MESSAGE)
@@ -68,7 +68,7 @@ fn files_a_and_b(dir: &Path, seed: u64) -> (PathBuf, PathBuf, Vec<RecordBatch>) 
 
 /// Produces A, then B, into a new topic of `partitions` (one record per
 /// batch: consumers resume mid-stream after a kill). Returns the topic.
-fn produce_a_then_b(brokers: &str, a: &Path, b: &Path, partitions: usize) -> String {
+pub(crate) fn produce_a_then_b(brokers: &str, a: &Path, b: &Path, partitions: usize) -> String {
     let topic = harness::unique_name("evolve");
     create_topic(brokers, &topic, partitions as i32);
     for file in [a, b] {
@@ -289,4 +289,38 @@ fn two_members_evolving_the_table_at_once_both_succeed_and_store_everything_once
         count("another member altered the table first")
     );
     assert_followed(&url, &db, &table, &brokers, &topic, &source);
+}
+
+#[test]
+fn a_widening_the_server_refuses_dead_letters_the_message_naming_the_column_and_both_types() {
+    let (brokers, url) = (harness::kafka_brokers(), harness::clickhouse_url());
+    let db = TestDb::new();
+    let table = db.table("trips");
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, source) = files_a_and_b(dir.path(), 0xe7_05);
+    let topic = produce_a_then_b(&brokers, &a, &b, 2);
+    let dlq = harness::unique_name("evolve_dead");
+    create_topic(&brokers, &dlq, 1);
+    // VendorID is in the sorting key: ClickHouse refuses to change its type.
+    let consume = Consume::new(&brokers, &url, &topic, &table);
+    consume
+        .cmd()
+        .args(["--evolve", "--order-by", "VendorID", "--dlq-topic", &dlq])
+        .timeout(Duration::from_secs(300))
+        .expect_success();
+    assert_eq!(db.count("trips"), 8_000, "A is stored, B is not");
+    let letters = read_topic(&brokers, &dlq, Until::Messages(4));
+    assert_eq!(letters.len(), 4, "B's four messages are dead letters");
+    for letter in &letters {
+        let why = letter.expect_header("velostream.dlq.error");
+        assert!(
+            why.contains("VendorID") && why.contains("Int32") && why.contains("Int64"),
+            "the dead letter names the column and both types: {why}"
+        );
+        assert_eq!(
+            letter.expect_header("velostream.dlq.reason"),
+            "schema_mismatch"
+        );
+    }
+    compare_taxi(&url, &table, &source[..source.len() - 1]).assert_exact("file A alone");
 }
