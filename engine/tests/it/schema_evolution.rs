@@ -7,7 +7,12 @@
 //! - in one run, and without `--evolve` the run stops naming the flag;
 //! - with the consumer SIGKILLed between the ALTER and the first insert of
 //!   the new schema (two seeds), then run again;
-//! - with two members of one group evolving the table at the same time.
+//! - with two members of one group evolving the table at the same time
+//!   (and on the 2x2 cluster, in `cluster.rs`).
+//!
+//! And the refusals: a widening the server refuses (a sorting-key column)
+//! and a message lacking a non-Nullable column are dead letters naming the
+//! column, the rest is inserted.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -323,4 +328,59 @@ fn a_widening_the_server_refuses_dead_letters_the_message_naming_the_column_and_
         );
     }
     compare_taxi(&url, &table, &source[..source.len() - 1]).assert_exact("file A alone");
+}
+
+#[test]
+fn a_message_missing_a_non_nullable_column_is_a_dead_letter_naming_it_and_the_rest_is_inserted() {
+    let (brokers, url) = (harness::kafka_brokers(), harness::clickhouse_url());
+    let db = TestDb::new();
+    let table = db.table("trips");
+    let dir = tempfile::tempdir().unwrap();
+    let files = Taxi::rows(12_000)
+        .files(3)
+        .row_groups(ROWS_PER_MESSAGE)
+        .seed(0xe7_06)
+        .write(dir.path());
+    // The middle file lacks VendorID, which the table has as non-Nullable.
+    let middle = concat(&read_files(&files[1..2]));
+    let vendor = middle.schema().index_of("VendorID").unwrap();
+    let mut without = middle.clone();
+    without.remove_column(vendor);
+    write_batch(&files[1], &without, Some(ROWS_PER_MESSAGE));
+    let topic = harness::unique_name("evolve_missing");
+    create_topic(&brokers, &topic, 1);
+    for file in &files {
+        let source = Arc::new(open(std::slice::from_ref(file)));
+        produce(&brokers, &topic, &source, 1, |c| {
+            c.max_rows_per_message = ROWS_PER_MESSAGE;
+        });
+    }
+    let dlq = harness::unique_name("evolve_missing_dead");
+    create_topic(&brokers, &dlq, 1);
+    Consume::new(&brokers, &url, &topic, &table)
+        .cmd()
+        .args(["--evolve", "--dlq-topic", &dlq])
+        .timeout(Duration::from_secs(300))
+        .expect_success();
+    let letters = read_topic(&brokers, &dlq, Until::Messages(2));
+    for letter in &letters {
+        let why = letter.expect_header("velostream.dlq.error");
+        assert!(
+            why.contains("VendorID") && why.contains("NULL"),
+            "the dead letter names the column: {why}"
+        );
+        assert_eq!(
+            letter.expect_header("velostream.dlq.reason"),
+            "encode_failed"
+        );
+    }
+    let mut kept = read_files(&files[..1]);
+    kept.extend(read_files(&files[2..]));
+    compare_taxi(&url, &table, &kept).assert_exact("the first and last files");
+    let vendor_type = db.query(&format!(
+        "SELECT type FROM system.columns WHERE database = '{}' AND table = 'trips' \
+         AND name = 'VendorID' FORMAT TSV",
+        db.name
+    ));
+    assert_eq!(vendor_type, "Int32\n", "nullability is never altered");
 }
