@@ -384,3 +384,71 @@ fn a_message_missing_a_non_nullable_column_is_a_dead_letter_naming_it_and_the_re
     ));
     assert_eq!(vendor_type, "Int32\n", "nullability is never altered");
 }
+
+#[test]
+fn the_transform_is_planned_again_for_the_new_schema_and_one_that_no_longer_plans_stops_naming_its_file(
+) {
+    let (brokers, url) = (harness::kafka_brokers(), harness::clickhouse_url());
+    let db = TestDb::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, source) = files_a_and_b(dir.path(), 0xe7_07);
+    let topic = produce_a_then_b(&brokers, &a, &b, 2);
+
+    // Planned for A, the doubled vendor is Int32; for B it is Int64, and
+    // the new column passes through `*`.
+    let doubled = dir.path().join("doubled.sql");
+    std::fs::write(
+        &doubled,
+        "SELECT *, \"VendorID\" * 2 AS vendor2 FROM input\n",
+    )
+    .unwrap();
+    let table = db.table("trips");
+    let mut consume = Consume::new(&brokers, &url, &topic, &table);
+    consume.exactly_once = true;
+    consume
+        .cmd()
+        .args(["--evolve", "--transform"])
+        .arg(&doubled)
+        .timeout(Duration::from_secs(300))
+        .expect_success();
+    compare_taxi(&url, &table, &source).assert_exact("the transformed, evolved table");
+    let check = db.query(&format!(
+        "SELECT toTypeName(vendor2), countIf(vendor2 = VendorID * 2), countIf(isNotNull(trip_id)) \
+         FROM {table} GROUP BY toTypeName(vendor2) FORMAT TSV"
+    ));
+    assert_eq!(
+        check, "Int64\t16000\t8000\n",
+        "vendor2 widened with VendorID, B's trip_id kept"
+    );
+
+    // A transform that adds a column named like B's new one no longer plans.
+    let clashing = dir.path().join("clashing.sql");
+    std::fs::write(&clashing, "SELECT *, 0 AS trip_id FROM input\n").unwrap();
+    let mut consume = Consume::new(&brokers, &url, &topic, &db.table("clash"));
+    consume.group = format!("{topic}.clash");
+    let out = consume
+        .cmd()
+        .args(["--evolve", "--transform"])
+        .arg(&clashing)
+        .timeout(Duration::from_secs(300))
+        .expect_failure();
+    assert!(
+        out.stderr.contains("clashing.sql") && out.stderr.contains("trip_id"),
+        "the error names the transform file and the column:\n{}",
+        out.stderr
+    );
+    let columns = db.query(&format!(
+        "SELECT count() FROM system.columns WHERE database = '{}' AND table = 'clash' \
+         AND name = 'trip_id' FORMAT TSV",
+        db.name
+    ));
+    assert_eq!(
+        columns, "1\n",
+        "the transform's own trip_id column, nothing added"
+    );
+    let stored = db.count("clash");
+    assert!(
+        stored > 0 && stored < 16_000,
+        "what was taken before B is inserted, B is not: {stored} rows"
+    );
+}
