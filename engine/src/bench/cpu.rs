@@ -212,15 +212,25 @@ mod tests {
         std::thread::Builder::new()
             .name("velostream-read-t".into())
             .spawn(|| {
-                let mut x = 0u64;
-                let t = std::time::Instant::now();
-                while t.elapsed().as_millis() < 300 {
-                    x = x.wrapping_mul(31).wrapping_add(7);
-                }
-                std::hint::black_box(x);
-                let mut s = CpuSampler::default();
-                s.sample();
-                assert!(s.split().producer > 0.1, "{:?}", s.split());
+                // Spin until this thread has used 0.2 CPU s (however busy
+                // the machine is), then the sampler must see at least half.
+                let spin_until = |cpu: f64| {
+                    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+                    let mut x = 0u64;
+                    loop {
+                        for _ in 0..1_000_000 {
+                            x = x.wrapping_mul(31).wrapping_add(7);
+                        }
+                        let mut s = CpuSampler::default();
+                        s.sample();
+                        if s.split().producer >= cpu || std::time::Instant::now() > deadline {
+                            std::hint::black_box(x);
+                            return s.split();
+                        }
+                    }
+                };
+                let split = spin_until(0.2);
+                assert!(split.producer > 0.1, "{split:?}");
             })
             .unwrap()
             .join()

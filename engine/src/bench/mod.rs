@@ -13,6 +13,7 @@ pub mod cpu;
 pub mod decode;
 pub mod expected;
 pub mod native_file;
+pub mod parts;
 pub mod pipeline;
 pub mod report;
 pub mod shards;

@@ -13,6 +13,7 @@ use bytes::Bytes;
 
 use super::cpu::{MachineCpu, ProcessCpu};
 use super::expected::Chunk;
+use super::parts::{self, PartActivity};
 use crate::clickhouse::{ClickHouse, InsertOptions, TableRef};
 use crate::{Error, Result};
 
@@ -28,6 +29,9 @@ pub struct NativeFileResult {
     pub clickhouse_cpu_seconds_per_million_rows: Option<f64>,
     /// Average busy cores of the whole machine during the insert.
     pub machine_busy_cores: f64,
+    /// Parts created and merges completed for its table during the insert.
+    #[serde(default)]
+    pub clickhouse_parts: Option<PartActivity>,
 }
 
 /// Inserts every chunk of `file` into `table` with `streams` parallel streams.
@@ -45,6 +49,7 @@ pub async fn run(
         .collect();
     let server_cpu = ProcessCpu::start(&watch);
     let machine_cpu = MachineCpu::start();
+    let since = parts::now_unix();
     let f = Arc::new(
         std::fs::File::open(file)
             .map_err(|e| Error::io(format!("opening {}", file.display()), e))?,
@@ -82,6 +87,7 @@ pub async fn run(
     let seconds = started.elapsed().as_secs_f64();
     let machine_busy_cores = machine_cpu.busy_cores();
     let rows: u64 = chunks.iter().map(|c| c.rows).sum();
+    let clickhouse_parts = parts::part_activity([ch], table, since, rows).await?;
     let clickhouse_cpu_seconds_per_million_rows = server_cpu
         .seconds()
         .get("clickhouse")
@@ -94,5 +100,6 @@ pub async fn run(
         rows_per_s: rows as f64 / seconds.max(1e-9),
         clickhouse_cpu_seconds_per_million_rows,
         machine_busy_cores,
+        clickhouse_parts,
     })
 }

@@ -14,6 +14,7 @@ use velostream_codecs::chtype::ChType;
 use velostream_codecs::ddl::{self, CreateTable};
 
 use super::cpu::{CpuSampler, CpuSplit, MachineCpu, ProcessCpu};
+use super::parts::{self, PartActivity};
 use super::shards::Servers;
 use super::timeline::{Sample, Timeline};
 use crate::clickhouse::{ClickHouseConfig, TableRef, Topology};
@@ -78,6 +79,8 @@ pub struct RunResult {
     pub services_cpu: BTreeMap<String, f64>,
     /// Average busy cores of the whole machine during the run.
     pub machine_busy_cores: f64,
+    /// Parts and merges of the table during the run (when the server logs them).
+    pub parts: Option<PartActivity>,
 }
 
 /// Runs the pipeline once.
@@ -87,6 +90,7 @@ pub async fn run(spec: &RunSpec, source: Arc<ParquetSource>) -> Result<RunResult
     let mut consumers = Consumers::start(spec, &source);
     consumers.wait_until_assigned(partitions).await;
     let sampler = Sampler::start(&servers, spec);
+    let started = parts::now_unix();
     let measured = measure(spec, &servers, &mut consumers, &sampler, source, partitions).await;
     let sampled = sampler.stop().await;
     let summaries = consumers.stop().await;
@@ -94,6 +98,7 @@ pub async fn run(spec: &RunSpec, source: Arc<ParquetSource>) -> Result<RunResult
     let consumers = summaries?;
     let rows_per_shard = servers.rows_per_shard(&spec.table).await?;
     let rows_clickhouse = rows_per_shard.iter().sum();
+    let parts = parts::part_activity(servers.all(), &spec.table, started, rows_clickhouse).await?;
     let first = sampled.timeline.first_insert_t().unwrap_or(0.0);
     Ok(RunResult {
         name: spec.name.clone(),
@@ -109,6 +114,7 @@ pub async fn run(spec: &RunSpec, source: Arc<ParquetSource>) -> Result<RunResult
         cpu: sampled.cpu,
         services_cpu: sampled.services_cpu,
         machine_busy_cores: sampled.machine_busy_cores,
+        parts,
     })
 }
 

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::decode::DecodeResult;
 use super::native_file::NativeFileResult;
+use super::parts::PartActivity;
 use super::pipeline::RunResult;
 
 /// The whole report of one `velostream bench` run.
@@ -52,6 +53,10 @@ pub struct RunFigures {
     pub wire_bytes_per_row: f64,
     pub peak_lag_rows: u64,
     pub peak_lag_messages: u64,
+    /// Parts ClickHouse created and merges it completed for the table
+    /// (`system.part_log`; absent when the server keeps no part log).
+    #[serde(default)]
+    pub clickhouse_parts: Option<PartActivity>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -225,6 +230,7 @@ impl RunFigures {
             wire_bytes_per_row: p.wire_bytes as f64 / rows,
             peak_lag_rows: r.timeline.peak_lag_rows(),
             peak_lag_messages: peak_lag_messages(r),
+            clickhouse_parts: r.parts,
         }
     }
 }
@@ -374,6 +380,7 @@ pub(crate) mod tests {
             wire_bytes_per_row: bpr,
             peak_lag_rows: 500,
             peak_lag_messages: 5,
+            clickhouse_parts: Some(PartActivity::new(2, 1, 1000)),
         };
         let run = figures(800_000.0, 0.26, 30.0);
         let compared = Compared {
@@ -386,6 +393,7 @@ pub(crate) mod tests {
                 rows_per_s: 1_600_000.0,
                 clickhouse_cpu_seconds_per_million_rows: Some(1.06),
                 machine_busy_cores: 1.2,
+                clickhouse_parts: Some(PartActivity::new(1, 0, 1000)),
             }),
             parquet_decode: Some(DecodeResult {
                 rows: 1000,

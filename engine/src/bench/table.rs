@@ -77,6 +77,9 @@ fn run_lines(r: &Report, line: &mut impl FnMut(&str, String)) {
             );
         }
     }
+    if let Some(p) = &run.clickhouse_parts {
+        line("ClickHouse parts / merges per M rows", parts_text(p));
+    }
     for s in &r.shards {
         line(
             &format!("shard {} (partitions {:?})", s.shard, s.partitions),
@@ -113,6 +116,9 @@ fn comparison_lines(r: &Report, line: &mut impl FnMut(&str, String)) {
                 format!("{c:.2} (machine busy cores {:.2})", n.machine_busy_cores),
             );
         }
+        if let Some(p) = &n.clickhouse_parts {
+            line("native-file: parts / merges per M rows", parts_text(p));
+        }
     }
     if let Some(d) = &compare.parquet_decode {
         line(
@@ -123,6 +129,13 @@ fn comparison_lines(r: &Report, line: &mut impl FnMut(&str, String)) {
     for (k, v) in r.ratios.clone().unwrap_or_default().entries() {
         line(&format!("ratio {k}"), format!("{v:.3}"));
     }
+}
+
+fn parts_text(p: &super::parts::PartActivity) -> String {
+    format!(
+        "{:.2} / {:.2} ({} parts created, {} merges done)",
+        p.parts_per_million_rows, p.merges_per_million_rows, p.parts_created, p.merges
+    )
 }
 
 #[cfg(test)]

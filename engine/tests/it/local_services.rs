@@ -366,6 +366,7 @@ fn an_installed_binary_runs_the_bench_from_outside_the_repository() {
     }
     let out = cmd
         .args(["bench", "--rows", "20000", "--partitions", "2"])
+        .args(["--compare", "native-file"])
         .current_dir(std::env::temp_dir())
         .env("PATH", path)
         .env("HOME", &home)
@@ -382,6 +383,22 @@ fn an_installed_binary_runs_the_bench_from_outside_the_repository() {
             .any(|l| l.contains("validated") && l.contains("true")),
         "{report}"
     );
+    // The local server keeps a part log: the report says what each insert
+    // path cost in parts (at least one part per run).
+    for label in [
+        "ClickHouse parts / merges per M rows",
+        "native-file: parts / merges per M rows",
+    ] {
+        let line = stdout.lines().find(|l| l.contains(label));
+        let created: Option<u64> = line
+            .and_then(|l| l.split('(').nth(1))
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok());
+        assert!(
+            created.is_some_and(|n| n > 0),
+            "{label}: parts created in {line:?}\n{report}"
+        );
+    }
     let state = home.join(".cache/velostream/local");
     for service in ["kafka", "clickhouse"] {
         let dir = state.join(service);
