@@ -12,6 +12,8 @@ pub mod checksum;
 pub mod cpu;
 pub mod decode;
 pub mod expected;
+pub mod freshness;
+pub mod latency;
 pub mod native_file;
 pub mod parts;
 pub mod pipeline;
@@ -87,6 +89,9 @@ pub struct BenchConfig {
     pub insert_compression: InsertCompression,
     /// Print the performance targets checked on the report's ratios.
     pub targets: bool,
+    /// After the backlog run, stream at this steady rate for `duration` and
+    /// measure end-to-end latency (`--rate`, `--duration`).
+    pub freshness: Option<(freshness::Rate, std::time::Duration)>,
 }
 
 impl BenchConfig {
@@ -131,6 +136,7 @@ async fn run_with_services(cfg: &BenchConfig, local: Option<&LocalServices>) -> 
     let differences = differences(&servers, &names.table("arrow"), &input).await?;
     let json_rows = compare_json_rows(cfg, &env, &names, &input, version.caps(), local).await?;
     let native = compare_native_file(cfg, servers.first(), &names, &input, local).await?;
+    let fresh = stream_steadily(cfg, &env, &names, &input, local, &main).await?;
     if !cfg.keep_tables {
         drop_tables(&servers, &names).await;
     }
@@ -149,6 +155,10 @@ async fn run_with_services(cfg: &BenchConfig, local: Option<&LocalServices>) -> 
         machine(cfg, &version.to_string(), &env),
         shard_rows(&main, &env, cfg.partitions),
     );
+    let report = Report {
+        freshness: fresh,
+        ..report
+    };
     write_outputs(cfg, &report, &main)?;
     if !report.validated {
         return Err(Error::Validation(format!(
@@ -405,6 +415,34 @@ async fn run_velostream(
     pipeline::run(&spec, Arc::clone(&input.source)).await
 }
 
+/// `--rate`: the freshness phase, at a rate of its own or a share of the
+/// backlog's end-to-end rate measured just before.
+async fn stream_steadily(
+    cfg: &BenchConfig,
+    env: &Endpoints,
+    names: &Names,
+    input: &Input,
+    local: Option<&LocalServices>,
+    main: &pipeline::RunResult,
+) -> Result<Option<freshness::Freshness>> {
+    let Some((rate, duration)) = cfg.freshness else {
+        return Ok(None);
+    };
+    let backlog = main.rows_clickhouse as f64 / main.end_to_end_secs.max(1e-9);
+    let share = match rate {
+        freshness::Rate::OfBacklog(s) => Some(s),
+        freshness::Rate::RowsPerS(_) => None,
+    };
+    let mut spec = velostream_spec(cfg, env, names, input, local);
+    spec.name = "freshness".into();
+    spec.topic = names.topic("fresh");
+    spec.table = names.table("fresh");
+    spec.transform = None;
+    freshness::run(&spec, rate.rows_per_s(backlog), share, duration)
+        .await
+        .map(Some)
+}
+
 /// How the table differs from the source (empty when equal): count and
 /// per-column checksums over the union of the shards.
 async fn differences(servers: &Servers, table: &TableRef, input: &Input) -> Result<Vec<String>> {
@@ -502,14 +540,16 @@ async fn compare_native_file(
 
 /// Drops the run's tables everywhere (best effort).
 async fn drop_tables(servers: &Servers, names: &Names) {
-    let arrow = names.table("arrow");
-    let distributed = TableRef {
-        database: arrow.database.clone(),
-        table: crate::consumer::table::distributed_name(&arrow),
+    let distributed = |t: &TableRef| TableRef {
+        database: t.database.clone(),
+        table: crate::consumer::table::distributed_name(t),
     };
+    let (arrow, fresh) = (names.table("arrow"), names.table("fresh"));
     let tables = [
-        distributed,
+        distributed(&arrow),
         arrow,
+        distributed(&fresh),
+        fresh,
         names.table("json"),
         names.table("native"),
     ];

@@ -87,7 +87,7 @@ pub struct RunResult {
 pub async fn run(spec: &RunSpec, source: Arc<ParquetSource>) -> Result<RunResult> {
     let servers = Servers::new(&spec.topology, &spec.clickhouse)?;
     let partitions = provision(spec, &servers).await?;
-    let mut consumers = Consumers::start(spec, &source);
+    let mut consumers = Consumers::start(spec, source.schema());
     consumers.wait_until_assigned(partitions).await;
     let sampler = Sampler::start(&servers, spec);
     let started = parts::now_unix();
@@ -120,7 +120,7 @@ pub async fn run(spec: &RunSpec, source: Arc<ParquetSource>) -> Result<RunResult
 
 /// The topic, the database on every server and, for the JSON baseline, the
 /// table. Returns the topic's partition count.
-async fn provision(spec: &RunSpec, servers: &Servers) -> Result<usize> {
+pub(super) async fn provision(spec: &RunSpec, servers: &Servers) -> Result<usize> {
     let partitions = admin::ensure_topic(&spec.kafka, &spec.topic, Some(spec.partitions)).await?;
     for ch in servers.all() {
         if let Some(db) = &spec.table.database {
@@ -240,7 +240,7 @@ async fn wait_for_rows(
 
 /// The consumer group of a run, in this process. Dropping it asks every
 /// member to stop; [`Consumers::stop`] also waits for them.
-struct Consumers {
+pub(super) struct Consumers {
     stop: Arc<AtomicBool>,
     assigned: Arc<AtomicUsize>,
     tasks: Vec<JoinHandle<Result<ConsumeSummary>>>,
@@ -248,7 +248,7 @@ struct Consumers {
 
 impl Consumers {
     /// Starts the members: they join the group while the producer starts.
-    fn start(spec: &RunSpec, source: &ParquetSource) -> Consumers {
+    pub(super) fn start(spec: &RunSpec, schema: arrow_schema::SchemaRef) -> Consumers {
         let stop = Arc::new(AtomicBool::new(false));
         let assigned = Arc::new(AtomicUsize::new(0));
         let tasks = (0..spec.consumers.max(1))
@@ -262,7 +262,7 @@ impl Consumers {
                 );
                 cfg.topology = spec.topology.clone();
                 cfg.cluster = spec.cluster.clone();
-                cfg.input_schema = Some(source.schema());
+                cfg.input_schema = Some(Arc::clone(&schema));
                 cfg.transform = spec.transform.clone();
                 cfg.create_table = true;
                 cfg.exactly_once = spec.exactly_once;
@@ -282,7 +282,7 @@ impl Consumers {
     }
 
     /// Measure from the moment the group owns every partition (at most 60 s).
-    async fn wait_until_assigned(&self, partitions: usize) {
+    pub(super) async fn wait_until_assigned(&self, partitions: usize) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while self.assigned.load(Ordering::SeqCst) < partitions {
             if Instant::now() > deadline || self.tasks.iter().any(|t| t.is_finished()) {
@@ -294,7 +294,7 @@ impl Consumers {
     }
 
     /// Why a member ended early, if one did.
-    async fn failure(&mut self) -> Option<String> {
+    pub(super) async fn failure(&mut self) -> Option<String> {
         let i = self.tasks.iter().position(|t| t.is_finished())?;
         Some(match self.tasks.swap_remove(i).await {
             Ok(Err(e)) => e.to_string(),
@@ -304,7 +304,7 @@ impl Consumers {
     }
 
     /// Stops every member and waits for it; the first failure wins.
-    async fn stop(mut self) -> Result<Vec<ConsumeSummary>> {
+    pub(super) async fn stop(mut self) -> Result<Vec<ConsumeSummary>> {
         self.stop.store(true, Ordering::Relaxed);
         let mut summaries = Vec::new();
         let mut first_error = None;

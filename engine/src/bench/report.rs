@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::decode::DecodeResult;
+use super::freshness::Freshness;
 use super::native_file::NativeFileResult;
 use super::parts::PartActivity;
 use super::pipeline::RunResult;
@@ -35,6 +36,9 @@ pub struct Report {
     /// Rows per shard when the bench ran against several shards.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shards: Vec<ShardRows>,
+    /// `--rate`: end-to-end latency of a steady stream after the backlog run.
+    #[serde(default)]
+    pub freshness: Option<Freshness>,
 }
 
 /// Throughput and cost figures of one pipeline run.
@@ -286,6 +290,7 @@ impl Report {
             run,
             machine,
             shards,
+            freshness: None,
         }
     }
 }
@@ -434,6 +439,20 @@ pub(crate) mod tests {
                 rows: 500,
                 rows_per_s: 500.0,
             }],
+            freshness: Some(Freshness {
+                rate_rows_per_s: 200_000.0,
+                share_of_backlog: Some(0.25),
+                seconds: 30.5,
+                messages: 600,
+                rows: 6_000_000,
+                rows_clickhouse: 6_000_000,
+                latency_p50_s: 0.41,
+                latency_p99_s: 0.83,
+                latency_max_s: 1.02,
+                poll_interval_s: 0.05,
+                peak_lag_rows: 190_000,
+                lag: vec![(0.0, 0), (0.25, 50_000)],
+            }),
         }
     }
 

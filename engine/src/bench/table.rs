@@ -80,6 +80,29 @@ fn run_lines(r: &Report, line: &mut impl FnMut(&str, String)) {
     if let Some(p) = &run.clickhouse_parts {
         line("ClickHouse parts / merges per M rows", parts_text(p));
     }
+    if let Some(f) = &r.freshness {
+        let share = f.share_of_backlog.map_or(String::new(), |s| {
+            format!(", {:.0}% of the backlog rate", s * 100.0)
+        });
+        line(
+            "freshness: steady rate",
+            format!(
+                "{:.0} rows/s for {:.1}s{share} ({} messages, {} rows, all visible)",
+                f.rate_rows_per_s, f.seconds, f.messages, f.rows
+            ),
+        );
+        line(
+            "freshness: latency p50 / p99 / max",
+            format!(
+                "{:.3} / {:.3} / {:.3} s (ack -> visible, polled every {:.0} ms; peak lag {} rows)",
+                f.latency_p50_s,
+                f.latency_p99_s,
+                f.latency_max_s,
+                f.poll_interval_s * 1000.0,
+                f.peak_lag_rows
+            ),
+        );
+    }
     for s in &r.shards {
         line(
             &format!("shard {} (partitions {:?})", s.shard, s.partitions),

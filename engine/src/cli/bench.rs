@@ -124,6 +124,17 @@ pub struct BenchArgs {
     #[arg(long)]
     pub targets: bool,
 
+    /// After the backlog run, stream at this steady rate and report the
+    /// end-to-end latency (Kafka acknowledgement -> rows visible in
+    /// ClickHouse) at p50/p99/max and the lag over time: rows per second
+    /// (200000) or a share of this run's backlog end-to-end rate (25%).
+    #[arg(long, value_name = "ROWS_PER_S|N%")]
+    pub rate: Option<String>,
+
+    /// How long the --rate stream lasts, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0, requires = "rate")]
+    pub duration: f64,
+
     /// Serve Prometheus metrics on this address during the run.
     #[arg(long, env = "VELOSTREAM_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
@@ -184,6 +195,26 @@ impl BenchArgs {
     }
 }
 
+/// `--rate` and `--duration`.
+fn freshness(
+    args: &BenchArgs,
+) -> Result<Option<(crate::bench::freshness::Rate, std::time::Duration)>> {
+    let Some(rate) = &args.rate else {
+        return Ok(None);
+    };
+    let rate = crate::bench::freshness::Rate::parse(rate).map_err(Error::Config)?;
+    if !args.duration.is_finite() || args.duration <= 0.0 {
+        return Err(Error::Config(format!(
+            "--duration {}: must be a positive number of seconds",
+            args.duration
+        )));
+    }
+    Ok(Some((
+        rate,
+        std::time::Duration::from_secs_f64(args.duration),
+    )))
+}
+
 /// Runs `velostream bench`.
 pub fn run(args: BenchArgs) -> Result<()> {
     let cfg = BenchConfig {
@@ -213,6 +244,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         insert_rows: args.insert_rows,
         insert_compression: args.clickhouse.clickhouse_compression.parse()?,
         targets: args.targets,
+        freshness: freshness(&args)?,
     };
     if !args.hold_metrics_secs.is_finite() || args.hold_metrics_secs < 0.0 {
         return Err(Error::Config("--hold-metrics-secs must be >= 0".into()));

@@ -18,6 +18,7 @@ mod exactly_once_faults;
 mod exactly_once_replicated;
 mod fault_proxy;
 mod file_to_table;
+mod freshness;
 mod gen_taxi;
 mod harness;
 mod harness_selftest;
