@@ -47,6 +47,8 @@ pub(super) struct LaneShared {
     pub memory: Arc<Memory>,
     /// Extra settings of every insert.
     pub insert_settings: Vec<(String, String)>,
+    /// The consumer has nothing fetched waiting (see `Shared::caught_up`).
+    pub caught_up: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl LaneShared {
@@ -149,7 +151,7 @@ impl Lane {
     async fn run_inner(&mut self) -> Result<()> {
         loop {
             let far = Instant::now() + Duration::from_secs(3600);
-            let wake = self.batcher.wake_at().unwrap_or(far);
+            let wake = self.batcher.wake_at(Instant::now()).unwrap_or(far);
             tokio::select! {
                 // An insert finishing is reported at once (and a permanent
                 // failure stops the lane at once).
@@ -176,7 +178,8 @@ impl Lane {
                     }
                 },
                 _ = tokio::time::sleep_until(wake.into()) => {
-                    if self.batcher.due(Instant::now()).is_some() {
+                    let caught_up = self.shared.caught_up.load(std::sync::atomic::Ordering::Relaxed);
+                    if self.batcher.due(Instant::now(), caught_up).is_some() {
                         self.flush().await?;
                     }
                 }

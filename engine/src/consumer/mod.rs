@@ -97,6 +97,7 @@ pub async fn run(cfg: ConsumerConfig, stop: Arc<AtomicBool>) -> Result<ConsumeSu
         rows_stored: AtomicU64::new(0),
         assigned_gauge: cfg.assigned_partitions.clone(),
         error: Mutex::new(None),
+        caught_up: Arc::new(AtomicBool::new(false)),
         cfg: cfg.clone(),
     });
     let consumer = Arc::new(create_consumer(&cfg, Arc::clone(&shared))?);

@@ -58,6 +58,7 @@ impl Pipeline {
             ownership: Arc::clone(&shared.ownership),
             memory: Arc::clone(&shared.memory),
             insert_settings: cfg.insert_settings.clone(),
+            caught_up: Arc::clone(&shared.caught_up),
         });
         let mut senders = Vec::new();
         let mut tasks = Vec::new();

@@ -157,6 +157,8 @@ impl Poller {
         let queues = std::mem::take(&mut self.queues);
         let mut taken = 0;
         let mut scanned = 0;
+        // Every queue was polled and none held a message.
+        let mut empty = 0;
         while scanned < queues.len() && taken < PULL_PER_TURN {
             let (p, q) = &queues[(self.next_queue + scanned) % queues.len()];
             let lane = self.lane_of(*p);
@@ -174,9 +176,14 @@ impl Poller {
                     taken += usize::from(self.handle(r)?);
                     self.hand_over();
                 }
-                None => scanned += 1,
+                None => {
+                    scanned += 1;
+                    empty += 1;
+                }
             }
         }
+        let caught_up = taken == 0 && !queues.is_empty() && empty == queues.len();
+        self.shared.caught_up.store(caught_up, Ordering::Relaxed);
         if !queues.is_empty() {
             self.next_queue = (self.next_queue + 1) % queues.len();
         }

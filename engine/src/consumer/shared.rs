@@ -88,6 +88,10 @@ pub(super) struct Shared {
     pub assigned_gauge: Option<Arc<AtomicUsize>>,
     /// A failure inside a callback, picked up by the consumer loop.
     pub error: Mutex<Option<Error>>,
+    /// The consumer thread's last look found every partition's queue empty
+    /// (nothing fetched waits): the lanes insert what they hold promptly
+    /// instead of waiting for a full insert (see `Batcher::due`).
+    pub caught_up: Arc<AtomicBool>,
 }
 
 impl Shared {

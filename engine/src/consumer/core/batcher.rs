@@ -1,14 +1,21 @@
 //! A lane's buffer and its flush policy.
 //!
 //! A lane gathers messages until one of the thresholds is reached (rows,
-//! bytes), its oldest row has waited `max_delay`, or its input has been
-//! quiet for `quiet` (a consumer that has caught up inserts promptly instead
-//! of waiting out the whole delay, while a backlog still fills whole
-//! inserts). The caller drives it with the current time; nothing here sleeps.
+//! bytes), its oldest row has waited `max_delay`, its input has been quiet
+//! for `quiet`, or its oldest row has waited `quiet` while the consumer is
+//! caught up (nothing fetched waits in Kafka's queues). A backlog therefore
+//! fills whole inserts (few parts for ClickHouse to write and merge), while
+//! a live stream, even a steady one that is never quiet, is inserted within
+//! about `quiet` of its arrival. The caller drives it with the current time
+//! and the caught-up signal; nothing here sleeps.
 
 use std::time::{Duration, Instant};
 
 use super::spans::Spans;
+
+/// How often a lane whose oldest row has waited `quiet` looks at the
+/// caught-up signal again.
+pub const RECHECK: Duration = Duration::from_millis(20);
 
 /// When an insert is sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +46,8 @@ pub enum FlushReason {
     Bytes,
     MaxDelay,
     Quiet,
+    /// The consumer has caught up and the oldest row waited `quiet`.
+    CaughtUp,
     /// Asked for: rebalance, shutdown, memory pressure.
     Requested,
 }
@@ -150,25 +159,33 @@ impl<T> Batcher<T> {
         }
     }
 
-    /// Whether the buffer is due at `now` by age or quiet input.
-    pub fn due(&self, now: Instant) -> Option<FlushReason> {
+    /// Whether the buffer is due at `now` by age, quiet input, or age once
+    /// the consumer has `caught_up`.
+    pub fn due(&self, now: Instant, caught_up: bool) -> Option<FlushReason> {
         let since = self.since?;
         if now >= since + self.policy.max_delay {
             Some(FlushReason::MaxDelay)
         } else if self.last.is_some_and(|t| now >= t + self.policy.quiet) {
             Some(FlushReason::Quiet)
+        } else if caught_up && now >= since + self.policy.quiet {
+            Some(FlushReason::CaughtUp)
         } else {
             None
         }
     }
 
-    /// When [`due`](Self::due) turns true, if nothing else arrives.
-    pub fn wake_at(&self) -> Option<Instant> {
+    /// When to look at [`due`](Self::due) next, if nothing else arrives:
+    /// the quiet and age deadlines, and, once the oldest row has waited
+    /// `quiet`, every [`RECHECK`] for the caught-up signal.
+    pub fn wake_at(&self, now: Instant) -> Option<Instant> {
         let since = self.since?;
-        let quiet = self.last.map(|t| t + self.policy.quiet);
-        Some(quiet.map_or(since + self.policy.max_delay, |q| {
-            q.min(since + self.policy.max_delay)
-        }))
+        let mut at = since + self.policy.max_delay;
+        if let Some(last) = self.last {
+            at = at.min(last + self.policy.quiet);
+        }
+        let live = since + self.policy.quiet;
+        at = at.min(if live > now { live } else { now + RECHECK });
+        Some(at)
     }
 
     /// Whether nothing is buffered.
@@ -220,7 +237,7 @@ mod tests {
         assert_eq!(b.push(entry(0, 1, 40), t0), Some(FlushReason::Rows));
         let batch = b.take();
         assert_eq!((batch.rows(), batch.bytes()), (100, 1000));
-        assert!(b.is_empty() && b.due(t0 + Duration::from_secs(9)).is_none());
+        assert!(b.is_empty() && b.due(t0 + Duration::from_secs(9), true).is_none());
 
         let mut b = Batcher::new(FlushPolicy::new(1_000, 500, Duration::from_secs(1)));
         assert_eq!(b.push(entry(0, 0, 60), t0), Some(FlushReason::Bytes));
@@ -232,23 +249,49 @@ mod tests {
         let ms = Duration::from_millis;
         let mut b = Batcher::new(policy()); // quiet = 250 ms
         b.push(entry(0, 0, 1), t0);
-        assert_eq!(b.wake_at(), Some(t0 + ms(250)));
-        assert_eq!(b.due(t0 + ms(249)), None);
-        assert_eq!(b.due(t0 + ms(250)), Some(FlushReason::Quiet));
+        assert_eq!(b.wake_at(t0), Some(t0 + ms(250)));
+        assert_eq!(b.due(t0 + ms(249), false), None);
+        assert_eq!(b.due(t0 + ms(250), false), Some(FlushReason::Quiet));
         // A steady stream never goes quiet, but the oldest row still leaves on time.
         for i in 1..10 {
             b.push(entry(0, i, 1), t0 + ms(100 * i as u64));
         }
-        assert_eq!(b.due(t0 + ms(950)), None);
-        assert_eq!(b.wake_at(), Some(t0 + ms(1000)));
-        assert_eq!(b.due(t0 + ms(1000)), Some(FlushReason::MaxDelay));
+        assert_eq!(b.due(t0 + ms(950), false), None);
+        assert_eq!(
+            b.wake_at(t0 + ms(950)),
+            Some(t0 + ms(970)),
+            "rechecks the signal"
+        );
+        assert_eq!(b.due(t0 + ms(1000), false), Some(FlushReason::MaxDelay));
+    }
+
+    #[test]
+    fn a_steady_stream_is_inserted_within_quiet_once_caught_up_and_a_backlog_fills_inserts() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        // A message every 50 ms: never quiet.
+        let mut b = Batcher::new(policy());
+        for i in 0..6 {
+            b.push(entry(0, i, 1), t0 + ms(50 * i as u64));
+        }
+        assert_eq!(b.due(t0 + ms(249), true), None);
+        assert_eq!(b.due(t0 + ms(250), true), Some(FlushReason::CaughtUp));
+        // The same while messages wait in Kafka's queues: gather on.
+        assert_eq!(b.due(t0 + ms(250), false), None);
+        assert_eq!(b.due(t0 + ms(299), false), None);
+        // A backlog fills the insert before any deadline.
+        let mut b = Batcher::new(policy());
+        assert_eq!(b.push(entry(0, 0, 100), t0), Some(FlushReason::Rows));
     }
 
     #[test]
     fn an_empty_batcher_never_wakes() {
         let b: Batcher<()> = Batcher::new(policy());
-        assert_eq!(b.wake_at(), None);
-        assert_eq!(b.due(Instant::now() + Duration::from_secs(3600)), None);
+        assert_eq!(b.wake_at(Instant::now()), None);
+        assert_eq!(
+            b.due(Instant::now() + Duration::from_secs(3600), true),
+            None
+        );
     }
 
     #[test]
