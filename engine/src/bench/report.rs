@@ -359,6 +359,23 @@ fn cpu_budget(run: &RunFigures, native: Option<&NativeFileResult>, cpus: f64) ->
 pub(crate) mod tests {
     use super::*;
 
+    fn sample_freshness() -> Freshness {
+        Freshness {
+            rate_rows_per_s: 200_000.0,
+            share_of_backlog: Some(0.25),
+            seconds: 30.5,
+            messages: 600,
+            rows: 6_000_000,
+            rows_clickhouse: 6_000_000,
+            latency_p50_s: 0.41,
+            latency_p99_s: 0.83,
+            latency_max_s: 1.02,
+            poll_interval_s: 0.05,
+            peak_lag_rows: 190_000,
+            lag: vec![(0.0, 0), (0.25, 50_000)],
+        }
+    }
+
     /// A report with every optional part present.
     pub(crate) fn sample() -> Report {
         let figures = |e2e: f64, cpu: f64, bpr: f64| RunFigures {
@@ -439,20 +456,7 @@ pub(crate) mod tests {
                 rows: 500,
                 rows_per_s: 500.0,
             }],
-            freshness: Some(Freshness {
-                rate_rows_per_s: 200_000.0,
-                share_of_backlog: Some(0.25),
-                seconds: 30.5,
-                messages: 600,
-                rows: 6_000_000,
-                rows_clickhouse: 6_000_000,
-                latency_p50_s: 0.41,
-                latency_p99_s: 0.83,
-                latency_max_s: 1.02,
-                poll_interval_s: 0.05,
-                peak_lag_rows: 190_000,
-                lag: vec![(0.0, 0), (0.25, 50_000)],
-            }),
+            freshness: Some(sample_freshness()),
         }
     }
 

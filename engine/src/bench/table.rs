@@ -77,6 +77,18 @@ fn run_lines(r: &Report, line: &mut impl FnMut(&str, String)) {
             );
         }
     }
+    parts_and_freshness_lines(r, line);
+    for s in &r.shards {
+        line(
+            &format!("shard {} (partitions {:?})", s.shard, s.partitions),
+            format!("{} rows, {:.0} rows/s", s.rows, s.rows_per_s),
+        );
+    }
+}
+
+/// What the run cost ClickHouse in parts, and the freshness phase.
+fn parts_and_freshness_lines(r: &Report, line: &mut impl FnMut(&str, String)) {
+    let run = &r.run;
     if let Some(p) = &run.clickhouse_parts {
         line("ClickHouse parts / merges per M rows", parts_text(p));
     }
@@ -101,12 +113,6 @@ fn run_lines(r: &Report, line: &mut impl FnMut(&str, String)) {
                 f.poll_interval_s * 1000.0,
                 f.peak_lag_rows
             ),
-        );
-    }
-    for s in &r.shards {
-        line(
-            &format!("shard {} (partitions {:?})", s.shard, s.partitions),
-            format!("{} rows, {:.0} rows/s", s.rows, s.rows_per_s),
         );
     }
 }
