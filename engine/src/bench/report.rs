@@ -359,6 +359,24 @@ fn cpu_budget(run: &RunFigures, native: Option<&NativeFileResult>, cpus: f64) ->
 pub(crate) mod tests {
     use super::*;
 
+    fn sample_machine() -> Machine {
+        Machine {
+            cpus: 2,
+            clickhouse_version: "18.16.1".into(),
+            partitions: 4,
+            consumers: 1,
+            insert_streams_per_consumer: 2,
+            transform: None,
+            exactly_once: false,
+            ipc_compression: "lz4".into(),
+            kafka_compression: "none".into(),
+            insert_compression: "none".into(),
+            insert_rows: 500_000,
+            shards: 2,
+            cluster: Some("velostream".into()),
+        }
+    }
+
     fn sample_freshness() -> Freshness {
         Freshness {
             rate_rows_per_s: 200_000.0,
@@ -434,21 +452,7 @@ pub(crate) mod tests {
             ratios: Some(ratios(&run, &compared)),
             compare: Some(compared),
             run,
-            machine: Machine {
-                cpus: 2,
-                clickhouse_version: "18.16.1".into(),
-                partitions: 4,
-                consumers: 1,
-                insert_streams_per_consumer: 2,
-                transform: None,
-                exactly_once: false,
-                ipc_compression: "lz4".into(),
-                kafka_compression: "none".into(),
-                insert_compression: "none".into(),
-                insert_rows: 500_000,
-                shards: 2,
-                cluster: Some("velostream".into()),
-            },
+            machine: sample_machine(),
             shards: vec![ShardRows {
                 shard: 1,
                 replicas: vec!["http://127.0.0.1:1".into()],
