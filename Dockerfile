@@ -3,7 +3,8 @@
 #   docker build -t velostream:local .
 #   docker run --rm velostream:local --help
 #
-# Stage 1 builds a release binary; stage 2 is debian:bookworm-slim with only
+# Stage 1 builds a release binary and strips it (its symbols go to the `symbols`
+# stage); the last stage is debian:bookworm-slim with only
 # what the binary links dynamically (checked with `ldd`): libssl3/libcrypto
 # (librdkafka's and the ClickHouse client's TLS), zlib1g, libgcc-s1 and libc6
 # (the last three are part of the base image), plus ca-certificates for the
@@ -21,8 +22,18 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p velostream --bin velostream \
-    && install -D -m 0755 target/release/velostream /out/velostream \
-    && strip /out/velostream
+    && mkdir -p /out /symbols \
+    && objcopy --only-keep-debug target/release/velostream /symbols/velostream.debug \
+    && cp target/release/velostream.dwp /symbols/ \
+    && strip --strip-all -o /out/velostream target/release/velostream \
+    && objcopy --add-gnu-debuglink=/symbols/velostream.debug /out/velostream
+
+# The symbols split out of the shipped binary (118 MB stripped; benches/RESULTS.md,
+# "Binary size"): `docker build --target symbols --output type=local,dest=symbols .`
+# writes velostream.debug (symbols and line tables, found through the binary's
+# .gnu_debuglink) and velostream.dwp (the rest of the DWARF).
+FROM scratch AS symbols
+COPY --from=build /symbols/ /
 
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \

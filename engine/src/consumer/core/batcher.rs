@@ -2,11 +2,11 @@
 //!
 //! A lane gathers messages until one of the thresholds is reached (rows,
 //! bytes), its oldest row has waited `max_delay`, its input has been quiet
-//! for `quiet`, or its oldest row has waited `quiet` while the consumer is
-//! caught up (nothing fetched waits in Kafka's queues). A backlog therefore
-//! fills whole inserts (few parts for ClickHouse to write and merge), while
-//! a live stream, even a steady one that is never quiet, is inserted within
-//! about `quiet` of its arrival. The caller drives it with the current time
+//! for `quiet`, or its oldest row has waited `caught_up` (half the delay)
+//! while the consumer is caught up (nothing fetched waits in Kafka's
+//! queues). A backlog therefore fills whole inserts (few parts for
+//! ClickHouse to write and merge), while a live stream, even a steady one
+//! that is never quiet, is inserted within about `caught_up` of its arrival. The caller drives it with the current time
 //! and the caught-up signal; nothing here sleeps.
 
 use std::time::{Duration, Instant};
@@ -25,6 +25,10 @@ pub struct FlushPolicy {
     pub max_delay: Duration,
     /// Flush when no message has arrived for this long.
     pub quiet: Duration,
+    /// Flush when the oldest row has waited this long and the consumer has
+    /// caught up (half of `max_delay`: inside a 1 s latency budget, and half
+    /// the parts of flushing at `quiet`, measured in benches/RESULTS.md).
+    pub caught_up: Duration,
 }
 
 impl FlushPolicy {
@@ -35,6 +39,7 @@ impl FlushPolicy {
             max_bytes: max_bytes.max(1),
             max_delay,
             quiet: (max_delay / 4).max(Duration::from_millis(1)),
+            caught_up: (max_delay / 2).max(Duration::from_millis(1)),
         }
     }
 }
@@ -167,7 +172,7 @@ impl<T> Batcher<T> {
             Some(FlushReason::MaxDelay)
         } else if self.last.is_some_and(|t| now >= t + self.policy.quiet) {
             Some(FlushReason::Quiet)
-        } else if caught_up && now >= since + self.policy.quiet {
+        } else if caught_up && now >= since + self.policy.caught_up {
             Some(FlushReason::CaughtUp)
         } else {
             None
@@ -176,14 +181,14 @@ impl<T> Batcher<T> {
 
     /// When to look at [`due`](Self::due) next, if nothing else arrives:
     /// the quiet and age deadlines, and, once the oldest row has waited
-    /// `quiet`, every [`RECHECK`] for the caught-up signal.
+    /// `caught_up`, every [`RECHECK`] for the caught-up signal.
     pub fn wake_at(&self, now: Instant) -> Option<Instant> {
         let since = self.since?;
         let mut at = since + self.policy.max_delay;
         if let Some(last) = self.last {
             at = at.min(last + self.policy.quiet);
         }
-        let live = since + self.policy.quiet;
+        let live = since + self.policy.caught_up;
         at = at.min(if live > now { live } else { now + RECHECK });
         Some(at)
     }
@@ -271,14 +276,14 @@ mod tests {
         let ms = Duration::from_millis;
         // A message every 50 ms: never quiet.
         let mut b = Batcher::new(policy());
-        for i in 0..6 {
+        for i in 0..10 {
             b.push(entry(0, i, 1), t0 + ms(50 * i as u64));
         }
-        assert_eq!(b.due(t0 + ms(249), true), None);
-        assert_eq!(b.due(t0 + ms(250), true), Some(FlushReason::CaughtUp));
+        assert_eq!(b.due(t0 + ms(499), true), None);
+        assert_eq!(b.due(t0 + ms(500), true), Some(FlushReason::CaughtUp));
         // The same while messages wait in Kafka's queues: gather on.
-        assert_eq!(b.due(t0 + ms(250), false), None);
-        assert_eq!(b.due(t0 + ms(299), false), None);
+        assert_eq!(b.due(t0 + ms(500), false), None);
+        assert_eq!(b.due(t0 + ms(549), false), None);
         // A backlog fills the insert before any deadline.
         let mut b = Batcher::new(policy());
         assert_eq!(b.push(entry(0, 0, 100), t0), Some(FlushReason::Rows));
