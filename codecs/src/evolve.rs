@@ -29,6 +29,7 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use crate::chtype::ChType;
 use crate::ddl::quote_ident;
 use crate::mapping::{self, ServerCaps};
+use crate::native::plan::IntKind;
 use crate::{CodecError, Result};
 
 /// The schema the pipeline continues with when a message of `incoming`
@@ -321,8 +322,12 @@ pub fn widens(from: &ChType, to: &ChType) -> bool {
                 scale: sb,
             },
         ) => sb >= sa && pb - sb >= pa - sa,
-        (a, b) => match (ch_int(a), ch_int(b)) {
-            (Some((sa, wa)), Some((sb, wb))) => (sa == sb && wb > wa) || (!sa && sb && wb > wa),
+        // An integer type whose range holds the other's.
+        (a, b) => match (IntKind::of_ch(a), IntKind::of_ch(b)) {
+            (Some(from), Some(to)) => {
+                let ((flo, fhi), (tlo, thi)) = (from.range(), to.range());
+                tlo <= flo && fhi <= thi
+            }
             _ => false,
         },
     }
@@ -394,22 +399,6 @@ fn int_of(signed: bool, bits: u32) -> Option<DataType> {
         (false, 16) => UInt16,
         (false, 32) => UInt32,
         (false, 64) => UInt64,
-        _ => return None,
-    })
-}
-
-/// (signed, bits) of a ClickHouse integer type.
-fn ch_int(t: &ChType) -> Option<(bool, u32)> {
-    use ChType::*;
-    Some(match t {
-        Int8 => (true, 8),
-        Int16 => (true, 16),
-        Int32 => (true, 32),
-        Int64 => (true, 64),
-        UInt8 => (false, 8),
-        UInt16 => (false, 16),
-        UInt32 => (false, 32),
-        UInt64 => (false, 64),
         _ => return None,
     })
 }

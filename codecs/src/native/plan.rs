@@ -20,7 +20,7 @@ pub(crate) enum IntKind {
 }
 
 impl IntKind {
-    fn of_ch(t: &ChType) -> Option<IntKind> {
+    pub(crate) fn of_ch(t: &ChType) -> Option<IntKind> {
         Some(match t {
             ChType::Int8 => IntKind::I8,
             ChType::Int16 => IntKind::I16,
@@ -51,7 +51,7 @@ impl IntKind {
         })
     }
 
-    fn range(self) -> (i128, i128) {
+    pub(crate) fn range(self) -> (i128, i128) {
         match self {
             IntKind::I8 => (i8::MIN.into(), i8::MAX.into()),
             IntKind::I16 => (i16::MIN.into(), i16::MAX.into()),

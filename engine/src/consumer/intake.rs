@@ -257,7 +257,8 @@ pub(super) fn mismatch(want: &arrow_schema::Schema, got: &arrow_schema::Schema) 
     )
 }
 
-fn describe(s: &arrow_schema::Schema) -> String {
+/// A schema as `(name type, ...)`, for messages and logs.
+pub(super) fn describe(s: &arrow_schema::Schema) -> String {
     let fields: Vec<String> = s
         .fields()
         .iter()

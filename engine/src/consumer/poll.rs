@@ -425,7 +425,7 @@ impl InsertSide<'_> {
     /// insert side for `merged` (altering the table); when the table cannot
     /// follow, the old schema runs on and the message is refused.
     fn restart(&mut self, current: SchemaRef, merged: SchemaRef) -> Result<SchemaVerdict> {
-        tracing::info!(from = %describe(&current), to = %describe(&merged), "schema evolution: inserting what was taken with the old schema");
+        tracing::info!(from = %intake::describe(&current), to = %intake::describe(&merged), "schema evolution: inserting what was taken with the old schema");
         self.drain()?;
         match self.start(Arc::clone(&merged)) {
             Ok(p) => {
@@ -477,15 +477,6 @@ impl InsertSide<'_> {
             &self.events,
         )
     }
-}
-
-fn describe(s: &arrow_schema::Schema) -> String {
-    let names: Vec<String> = s
-        .fields()
-        .iter()
-        .map(|f| format!("{} {}", f.name(), f.data_type()))
-        .collect();
-    names.join(", ")
 }
 
 /// Starts the insert side and lets the rebalance callbacks reach its lanes.
