@@ -44,7 +44,20 @@ impl Servers {
     pub async fn rows_per_shard(&self, table: &TableRef) -> Result<Vec<u64>> {
         let mut rows = Vec::with_capacity(self.shards.len());
         for (i, replicas) in self.shards.iter().enumerate() {
-            rows.push(fullest_replica(i, replicas, table).await?.1);
+            rows.push(fullest_replica(i, replicas, table, Count::Exact).await?.1);
+        }
+        Ok(rows)
+    }
+
+    /// Rows of `table` over all shards as their active parts count them:
+    /// what a sampler asks while the table grows, because it reads no
+    /// column (see [`ClickHouse::active_rows`]).
+    pub async fn active_rows(&self, table: &TableRef) -> Result<u64> {
+        let mut rows = 0;
+        for (i, replicas) in self.shards.iter().enumerate() {
+            rows += fullest_replica(i, replicas, table, Count::ActiveParts)
+                .await?
+                .1;
         }
         Ok(rows)
     }
@@ -62,11 +75,20 @@ impl Servers {
     ) -> Result<Vec<Checksum>> {
         let mut sums = Vec::with_capacity(self.shards.len());
         for (i, replicas) in self.shards.iter().enumerate() {
-            let (ch, _) = fullest_replica(i, replicas, table).await?;
+            let (ch, _) = fullest_replica(i, replicas, table, Count::Exact).await?;
             sums.push(checksum::from_clickhouse(ch, table, columns).await?);
         }
         Ok(sums)
     }
+}
+
+/// How a replica's rows are counted.
+#[derive(Clone, Copy, Debug)]
+enum Count {
+    /// `SELECT count()`: what a query sees.
+    Exact,
+    /// `system.parts`: free, for sampling.
+    ActiveParts,
 }
 
 /// The replica of shard `index` holding the most rows of `table`, and its
@@ -75,11 +97,16 @@ async fn fullest_replica<'a>(
     index: usize,
     replicas: &'a [ClickHouse],
     table: &TableRef,
+    count: Count,
 ) -> Result<(&'a ClickHouse, u64)> {
     let mut best: Option<(&ClickHouse, u64)> = None;
     let mut last = None;
     for ch in replicas {
-        match ch.count_rows(table).await {
+        let rows = match count {
+            Count::Exact => ch.count_rows(table).await,
+            Count::ActiveParts => ch.active_rows(table).await,
+        };
+        match rows {
             Ok(n) if best.is_none_or(|(_, b)| n > b) => best = Some((ch, n)),
             Ok(_) => {}
             Err(e) => {

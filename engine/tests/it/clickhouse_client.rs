@@ -105,6 +105,7 @@ async fn native_insert_lz4_and_plain_then_count() {
     let plain = client(&url, InsertCompression::None);
     let t = u64_table(&lz4, &db, "nums").await;
     assert_eq!(lz4.count_rows(&t).await.unwrap(), 0);
+    assert_eq!(lz4.active_rows(&t).await.unwrap(), 0, "no part yet");
 
     lz4.insert_native(
         &t,
@@ -131,6 +132,17 @@ async fn native_insert_lz4_and_plain_then_count() {
         .await
         .unwrap();
     assert_eq!(lz4.count_rows(&t).await.unwrap(), 6);
+    // Three inserts, three parts: system.parts adds them up like count().
+    assert_eq!(lz4.active_rows(&t).await.unwrap(), 6);
+    plain
+        .query_tsv(&format!("OPTIMIZE TABLE {} FINAL", t.sql().unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(
+        lz4.active_rows(&t).await.unwrap(),
+        6,
+        "merged parts count once"
+    );
     let sum = plain
         .query_tsv(&format!("SELECT sum(v) FROM {}", t.sql().unwrap()))
         .await
