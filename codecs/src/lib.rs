@@ -20,6 +20,7 @@ pub mod evolve;
 pub mod ipc;
 pub mod json_rows;
 pub mod mapping;
+pub mod memory;
 pub mod native;
 
 pub use error::{CodecError, Result};

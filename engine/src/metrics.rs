@@ -38,6 +38,12 @@ pub const CONSUMER_DEAD_LETTERS: &str = "velostream_consumer_dead_letter_message
 pub const CONSUMER_SCHEMA_CHANGES: &str = "velostream_consumer_schema_changes_total";
 /// Times the insert side was planned again for a grown schema (`--evolve`).
 pub const CONSUMER_SCHEMA_REPLANS: &str = "velostream_consumer_schema_replans_total";
+/// Inserts a lane started, by what ended its gathering (`rows`, `bytes`,
+/// `max_delay`, `quiet`, `caught_up`, `requested`).
+pub const CONSUMER_FLUSHES: &str = "velostream_consumer_flushes_total";
+/// Insert lanes for which Kafka holds at least a whole insert: they fill
+/// whole inserts instead of inserting on their latency deadlines.
+pub const CONSUMER_LANES_BEHIND: &str = "velostream_consumer_lanes_behind";
 pub const CONSUMER_LAG_MESSAGES: &str = "velostream_consumer_lag_messages";
 pub const CONSUMER_LAG_ROWS: &str = "velostream_consumer_lag_rows";
 /// Bytes the consumer holds (decoded messages queued, gathered and in
@@ -81,6 +87,8 @@ pub const ALL: &[&str] = &[
     CONSUMER_DEAD_LETTERS,
     CONSUMER_SCHEMA_CHANGES,
     CONSUMER_SCHEMA_REPLANS,
+    CONSUMER_FLUSHES,
+    CONSUMER_LANES_BEHIND,
     CONSUMER_LAG_MESSAGES,
     CONSUMER_LAG_ROWS,
     CONSUMER_BUFFERED_BYTES,

@@ -104,7 +104,7 @@ fn native(
             });
         }
     }
-    let size: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
+    let size = velostream_codecs::memory::held_bytes(&batches);
     out.clear();
     out.reserve(size + 4096);
     plan.encoder.encode_batches(&batches, &mut out)?;

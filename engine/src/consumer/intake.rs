@@ -120,10 +120,7 @@ impl Intake {
         if rows == 0 {
             return Ok(item);
         }
-        item.charged = batches
-            .iter()
-            .map(|b| b.get_array_memory_size() as u64)
-            .sum();
+        item.charged = velostream_codecs::memory::held_bytes(&batches) as u64;
         if self.dead_letters.is_some() {
             // A lane may still dead-letter it (transform, encoding, insert).
             item.charged += payload.len() as u64;

@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use velostream_sql::Transform;
 
 use super::core::attempts::{Backoff, Pacer};
-use super::core::batcher::{Batch, Batcher, Entry, FlushPolicy};
+use super::core::batcher::{Batch, Batcher, Entry, Feed, FlushPolicy, FlushReason};
 use super::core::offsets::Ownership;
 use super::core::sources::{SourceIndex, SourceSlice};
 use super::dlq::{DeadLetters, Reason};
@@ -31,6 +31,7 @@ use super::shared::Memory;
 use super::table::TablePlan;
 use super::target::Target;
 use crate::clickhouse::TableRef;
+use crate::metrics as m;
 use crate::{Error, Result};
 
 /// What every lane needs.
@@ -49,9 +50,23 @@ pub(super) struct LaneShared {
     pub insert_settings: Vec<(String, String)>,
     /// The consumer has nothing fetched waiting (see `Shared::caught_up`).
     pub caught_up: Arc<std::sync::atomic::AtomicBool>,
+    /// Per lane: Kafka holds a whole insert for it (see `Shared::behind`).
+    pub behind: Arc<Vec<std::sync::atomic::AtomicBool>>,
 }
 
 impl LaneShared {
+    /// What the consumer knows of lane `id`'s input.
+    pub fn feed(&self, id: usize) -> Feed {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.behind.get(id).is_some_and(|b| b.load(Relaxed)) {
+            Feed::Behind
+        } else if self.caught_up.load(Relaxed) {
+            Feed::CaughtUp
+        } else {
+            Feed::Flowing
+        }
+    }
+
     /// Copies a message a lane cannot insert to the dead-letter topic, or
     /// stops naming it when there is none.
     pub async fn dead_letter(
@@ -163,35 +178,34 @@ impl Lane {
                 }
                 msg = self.data.recv() => match msg {
                     Some(LaneMsg::Item(item)) => {
-                        if self.accept(item).await? {
-                            self.flush().await?;
+                        if let Some(reason) = self.accept(item).await? {
+                            self.flush(reason).await?;
                         }
                     }
                     Some(LaneMsg::Flush(ack)) => {
-                        self.flush().await?;
+                        self.flush(FlushReason::Requested).await?;
                         self.drain().await?;
                         let _ = ack.send(());
                     }
                     None => {
-                        self.flush().await?;
+                        self.flush(FlushReason::Requested).await?;
                         return self.drain().await;
                     }
                 },
                 _ = tokio::time::sleep_until(wake.into()) => {
-                    let caught_up = self.shared.caught_up.load(std::sync::atomic::Ordering::Relaxed);
-                    if self.batcher.due(Instant::now(), caught_up).is_some() {
-                        self.flush().await?;
+                    if let Some(reason) = self.batcher.due(Instant::now(), self.shared.feed(self.id)) {
+                        self.flush(reason).await?;
                     }
                 }
             }
         }
     }
 
-    /// Takes one message into the buffer; says whether the buffer is full.
-    async fn accept(&mut self, item: Item) -> Result<bool> {
+    /// Takes one message into the buffer; says which threshold it reached.
+    async fn accept(&mut self, item: Item) -> Result<Option<FlushReason>> {
         if !self.shared.ownership.owns(item.partition, item.generation) {
             self.shared.memory.release(self.id, item.charged);
-            return Ok(false);
+            return Ok(None);
         }
         tracing::trace!(
             lane = self.id,
@@ -226,7 +240,7 @@ impl Lane {
                 original: item.original,
             },
         };
-        Ok(self.batcher.push(entry, Instant::now()).is_some())
+        Ok(self.batcher.push(entry, Instant::now()))
     }
 
     /// The rows of an Arrow message after source deduplication and the
@@ -323,10 +337,11 @@ impl Lane {
 
     /// Ends the buffer: encodes it (while the previous insert may still run),
     /// waits for the previous insert, then starts this one.
-    async fn flush(&mut self) -> Result<()> {
+    async fn flush(&mut self, reason: FlushReason) -> Result<()> {
         if self.batcher.is_empty() {
             return Ok(());
         }
+        metrics::counter!(m::CONSUMER_FLUSHES, "reason" => reason.label()).increment(1);
         let mut batch = self.batcher.take();
         let owned = Arc::clone(&self.shared.ownership);
         for e in batch.remove_unless(|e| owned.owns(e.partition, e.generation)) {

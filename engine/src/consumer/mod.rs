@@ -98,6 +98,11 @@ pub async fn run(cfg: ConsumerConfig, stop: Arc<AtomicBool>) -> Result<ConsumeSu
         assigned_gauge: cfg.assigned_partitions.clone(),
         error: Mutex::new(None),
         caught_up: Arc::new(AtomicBool::new(false)),
+        behind: Arc::new(
+            (0..cfg.topology.lanes_for(cfg.lanes))
+                .map(|_| AtomicBool::new(false))
+                .collect(),
+        ),
         cfg: cfg.clone(),
     });
     let consumer = Arc::new(create_consumer(&cfg, Arc::clone(&shared))?);

@@ -59,6 +59,7 @@ impl Pipeline {
             memory: Arc::clone(&shared.memory),
             insert_settings: cfg.insert_settings.clone(),
             caught_up: Arc::clone(&shared.caught_up),
+            behind: Arc::clone(&shared.behind),
         });
         let mut senders = Vec::new();
         let mut tasks = Vec::new();

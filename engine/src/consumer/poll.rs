@@ -24,6 +24,7 @@ use rdkafka::message::BorrowedMessage;
 use tokio::sync::mpsc::error::TrySendError;
 
 use super::config::{COMMIT_INTERVAL, POLL_TIMEOUT};
+use super::core::backlog::Backlog;
 use super::intake::{self, Intake, SchemaVerdict};
 use super::item::{Event, Item, LaneMsg, Rows};
 use super::pipeline::Pipeline;
@@ -52,6 +53,8 @@ pub(super) struct Poller {
     stash: Vec<VecDeque<Item>>,
     last_commit: Instant,
     last_message: Instant,
+    /// Offsets taken, against the high watermarks: which lanes are behind.
+    backlog: Backlog,
 }
 
 impl Poller {
@@ -74,6 +77,7 @@ impl Poller {
             stash: vec![VecDeque::new()],
             last_commit: Instant::now(),
             last_message: Instant::now(),
+            backlog: Backlog::default(),
         }
     }
 
@@ -118,6 +122,7 @@ impl Poller {
             self.last_commit = Instant::now();
             self.commit_async();
             self.publish_lag();
+            self.publish_backlog();
         }
         if self.shared.queues_dirty.swap(false, Ordering::SeqCst) {
             self.split_queues();
@@ -220,6 +225,7 @@ impl Poller {
             self.install_pipeline(p);
         }
         let item = item?;
+        self.backlog.taken(item.partition, item.offset);
         let lane = self.lane_of(item.partition);
         self.shared.memory.charge(lane, item.charged);
         self.stash[lane].push_back(item);
@@ -308,6 +314,7 @@ impl Poller {
             }
         }
         self.queues.sort_by_key(|(p, _)| *p);
+        self.backlog.retain(|p| generations.contains_key(&p));
         for (lane, stash) in self.stash.iter_mut().enumerate() {
             let memory = &self.shared.memory;
             stash.retain(|i| {
@@ -363,6 +370,23 @@ impl Poller {
             metrics::gauge!(m::CONSUMER_LAG_ROWS, "partition" => label)
                 .set(lag as f64 * self.intake.stats.rows_per_message);
         }
+    }
+
+    /// Tells each lane whether Kafka holds a whole insert for it (see
+    /// `core::backlog`): a lane behind fills whole inserts.
+    fn publish_backlog(&self) {
+        let high = lock(&self.shared.high_watermarks).clone();
+        let behind = self.backlog.lanes_behind(
+            &high,
+            self.intake.stats.rows_per_message,
+            self.shared.behind.len(),
+            self.shared.cfg.insert_rows,
+        );
+        for (flag, b) in self.shared.behind.iter().zip(&behind) {
+            flag.store(*b, Ordering::Relaxed);
+        }
+        let count = behind.iter().filter(|b| **b).count();
+        metrics::gauge!(m::CONSUMER_LANES_BEHIND).set(count as f64);
     }
 
     fn shutdown(&mut self) -> Result<()> {

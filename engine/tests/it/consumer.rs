@@ -981,3 +981,58 @@ async fn exactly_once_resumes_from_offsets_stored_in_clickhouse() {
         .assert()
     });
 }
+
+// ------------------------------------------------------------------ insert size under a backlog
+
+/// A consumer started on a topic that already holds many inserts' worth
+/// fills whole inserts (`--insert-rows`) although its delay (20 ms) is far
+/// shorter than a lane takes to gather one; the remainder leaves once less
+/// than an insert is left. Parts are counted from `system.part_log` (one
+/// part per insert: the table has no partition key). In a debug build the
+/// lane, not the intake, is the slower side, so messages wait for it and
+/// fill inserts even without the lag signal (`core::backlog`, unit-tested);
+/// where the intake is the slower side, benches/RESULTS.md shows the
+/// difference.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_fills_whole_inserts_whatever_the_delay() {
+    const INSERT_ROWS: u64 = 50_000;
+    // Messages of 5,000 rows: ten to an insert.
+    let data = Taxi::rows(400_000)
+        .files(2)
+        .row_groups(5_000)
+        .seed(31)
+        .data();
+    let db = TestDb::new();
+    let topic = topic("cons_backlog", 2);
+    produce(&harness::kafka_brokers(), &topic, 2, &data, |_| {});
+
+    let mut cfg = consumer_config(&topic, &db.table("trips"));
+    cfg.lanes = 1;
+    cfg.insert_rows = INSERT_ROWS as usize;
+    cfg.max_delay = Duration::from_millis(20);
+    // High watermarks from the first fetches, not after a second.
+    cfg.kafka.options.push("statistics.interval.ms=50".into());
+    let summary = consume(cfg).await.expect("consumer run");
+    assert_eq!(summary.rows_inserted, data.rows(), "{summary:?}");
+    assert_table_equals(&db, "trips", &data.batches);
+
+    db.query("SYSTEM FLUSH LOGS");
+    let parts = db.query(&format!(
+        "SELECT rows FROM system.part_log WHERE database = '{}' AND table = 'trips' \
+         AND toString(event_type) IN ('NewPart', 'NEW_PART') ORDER BY event_time FORMAT TSV",
+        db.name
+    ));
+    let parts: Vec<u64> = parts
+        .lines()
+        .map(|l| l.trim().parse().expect("rows"))
+        .collect();
+    assert_eq!(parts.iter().sum::<u64>(), data.rows(), "parts {parts:?}");
+    let whole = parts.iter().filter(|r| **r >= INSERT_ROWS).count();
+    // Eight inserts' worth: all but the first (before the first statistics)
+    // and the last (the tail, once less than an insert remains) are whole.
+    assert!(
+        whole >= 6,
+        "{whole} of {} parts hold a whole insert ({INSERT_ROWS} rows): {parts:?}",
+        parts.len()
+    );
+}

@@ -1,21 +1,50 @@
 //! A lane's buffer and its flush policy.
 //!
 //! A lane gathers messages until one of the thresholds is reached (rows,
-//! bytes), its oldest row has waited `max_delay`, its input has been quiet
-//! for `quiet`, or its oldest row has waited `caught_up` (half the delay)
-//! while the consumer is caught up (nothing fetched waits in Kafka's
-//! queues). A backlog therefore fills whole inserts (few parts for
-//! ClickHouse to write and merge), while a live stream, even a steady one
-//! that is never quiet, is inserted within about `caught_up` of its arrival. The caller drives it with the current time
-//! and the caught-up signal; nothing here sleeps.
+//! bytes) or a deadline passes. The deadlines depend on what the consumer
+//! knows of its input ([`Feed`]):
+//! - behind (Kafka holds at least a whole insert for the lane, see
+//!   [`super::backlog`]): only `backlog_delay` (five times the delay, at
+//!   least 5 s) ends
+//!   an insert early, so a backlog fills whole inserts — few parts for
+//!   ClickHouse to write and merge — even when the consumer's fetch queues
+//!   run dry for a moment or the consumer is slow;
+//! - flowing (messages still wait in the fetch queues): `max_delay` or
+//!   quiet input (`quiet`, a quarter of the delay);
+//! - caught up (nothing fetched waits, less than an insert in Kafka): also
+//!   once the oldest row has waited `caught_up` (half the delay), so a live
+//!   stream, even a steady one that is never quiet, is inserted within
+//!   about `caught_up` of its arrival.
+//!
+//! The caller drives it with the current time and the feed; nothing here
+//! sleeps.
 
 use std::time::{Duration, Instant};
 
 use super::spans::Spans;
 
-/// How often a lane whose oldest row has waited `quiet` looks at the
-/// caught-up signal again.
+/// How often a lane past a deadline that its feed suspends looks at the
+/// feed again.
 pub const RECHECK: Duration = Duration::from_millis(20);
+
+/// `backlog_delay` is this many times `max_delay`, and at least
+/// [`BACKLOG_DELAY_MIN`].
+pub const BACKLOG_DELAY_FACTOR: u32 = 5;
+/// The shortest `backlog_delay`: a short delay is a latency wish for a
+/// live stream, and rows behind a backlog are late anyway.
+pub const BACKLOG_DELAY_MIN: Duration = Duration::from_secs(5);
+
+/// What the consumer knows of a lane's input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Feed {
+    /// Kafka holds at least a whole insert of rows for the lane beyond what
+    /// the consumer took.
+    Behind,
+    /// Messages wait in the consumer's fetch queues.
+    Flowing,
+    /// Every fetch queue was found empty and the lane is not behind.
+    CaughtUp,
+}
 
 /// When an insert is sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +58,8 @@ pub struct FlushPolicy {
     /// caught up (half of `max_delay`: inside a 1 s latency budget, and half
     /// the parts of flushing at `quiet`, measured in benches/RESULTS.md).
     pub caught_up: Duration,
+    /// The longest a row waits while the lane is behind.
+    pub backlog_delay: Duration,
 }
 
 impl FlushPolicy {
@@ -40,6 +71,7 @@ impl FlushPolicy {
             max_delay,
             quiet: (max_delay / 4).max(Duration::from_millis(1)),
             caught_up: (max_delay / 2).max(Duration::from_millis(1)),
+            backlog_delay: (max_delay * BACKLOG_DELAY_FACTOR).max(BACKLOG_DELAY_MIN),
         }
     }
 }
@@ -55,6 +87,20 @@ pub enum FlushReason {
     CaughtUp,
     /// Asked for: rebalance, shutdown, memory pressure.
     Requested,
+}
+
+impl FlushReason {
+    /// The `reason` label of `velostream_consumer_flushes_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            FlushReason::Rows => "rows",
+            FlushReason::Bytes => "bytes",
+            FlushReason::MaxDelay => "max_delay",
+            FlushReason::Quiet => "quiet",
+            FlushReason::CaughtUp => "caught_up",
+            FlushReason::Requested => "requested",
+        }
+    }
 }
 
 /// One buffered message.
@@ -164,15 +210,18 @@ impl<T> Batcher<T> {
         }
     }
 
-    /// Whether the buffer is due at `now` by age, quiet input, or age once
-    /// the consumer has `caught_up`.
-    pub fn due(&self, now: Instant, caught_up: bool) -> Option<FlushReason> {
+    /// Whether the buffer is due at `now` given the lane's `feed`.
+    pub fn due(&self, now: Instant, feed: Feed) -> Option<FlushReason> {
         let since = self.since?;
-        if now >= since + self.policy.max_delay {
+        let max_delay = match feed {
+            Feed::Behind => self.policy.backlog_delay,
+            Feed::Flowing | Feed::CaughtUp => self.policy.max_delay,
+        };
+        if now >= since + max_delay {
             Some(FlushReason::MaxDelay)
-        } else if self.last.is_some_and(|t| now >= t + self.policy.quiet) {
+        } else if feed != Feed::Behind && self.last.is_some_and(|t| now >= t + self.policy.quiet) {
             Some(FlushReason::Quiet)
-        } else if caught_up && now >= since + self.policy.caught_up {
+        } else if feed == Feed::CaughtUp && now >= since + self.policy.caught_up {
             Some(FlushReason::CaughtUp)
         } else {
             None
@@ -180,17 +229,25 @@ impl<T> Batcher<T> {
     }
 
     /// When to look at [`due`](Self::due) next, if nothing else arrives:
-    /// the quiet and age deadlines, and, once the oldest row has waited
-    /// `caught_up`, every [`RECHECK`] for the caught-up signal.
+    /// the backlog deadline, and the deadlines a feed may suspend (quiet,
+    /// `max_delay`, `caught_up`), rechecked every [`RECHECK`] once passed,
+    /// since the feed changes.
     pub fn wake_at(&self, now: Instant) -> Option<Instant> {
         let since = self.since?;
-        let mut at = since + self.policy.max_delay;
-        if let Some(last) = self.last {
-            at = at.min(last + self.policy.quiet);
-        }
-        let live = since + self.policy.caught_up;
-        at = at.min(if live > now { live } else { now + RECHECK });
-        Some(at)
+        let at = since + self.policy.backlog_delay;
+        let quiet = self.last.map(|t| t + self.policy.quiet);
+        let suspended = [
+            Some(since + self.policy.max_delay),
+            Some(since + self.policy.caught_up),
+            quiet,
+        ];
+        Some(suspended.into_iter().flatten().fold(at, |at, deadline| {
+            at.min(if deadline > now {
+                deadline
+            } else {
+                now + RECHECK
+            })
+        }))
     }
 
     /// Whether nothing is buffered.
@@ -242,7 +299,7 @@ mod tests {
         assert_eq!(b.push(entry(0, 1, 40), t0), Some(FlushReason::Rows));
         let batch = b.take();
         assert_eq!((batch.rows(), batch.bytes()), (100, 1000));
-        assert!(b.is_empty() && b.due(t0 + Duration::from_secs(9), true).is_none());
+        assert!(b.is_empty() && b.due(t0 + Duration::from_secs(9), Feed::CaughtUp).is_none());
 
         let mut b = Batcher::new(FlushPolicy::new(1_000, 500, Duration::from_secs(1)));
         assert_eq!(b.push(entry(0, 0, 60), t0), Some(FlushReason::Bytes));
@@ -255,19 +312,22 @@ mod tests {
         let mut b = Batcher::new(policy()); // quiet = 250 ms
         b.push(entry(0, 0, 1), t0);
         assert_eq!(b.wake_at(t0), Some(t0 + ms(250)));
-        assert_eq!(b.due(t0 + ms(249), false), None);
-        assert_eq!(b.due(t0 + ms(250), false), Some(FlushReason::Quiet));
+        assert_eq!(b.due(t0 + ms(249), Feed::Flowing), None);
+        assert_eq!(b.due(t0 + ms(250), Feed::Flowing), Some(FlushReason::Quiet));
         // A steady stream never goes quiet, but the oldest row still leaves on time.
         for i in 1..10 {
             b.push(entry(0, i, 1), t0 + ms(100 * i as u64));
         }
-        assert_eq!(b.due(t0 + ms(950), false), None);
+        assert_eq!(b.due(t0 + ms(950), Feed::Flowing), None);
         assert_eq!(
             b.wake_at(t0 + ms(950)),
             Some(t0 + ms(970)),
             "rechecks the signal"
         );
-        assert_eq!(b.due(t0 + ms(1000), false), Some(FlushReason::MaxDelay));
+        assert_eq!(
+            b.due(t0 + ms(1000), Feed::Flowing),
+            Some(FlushReason::MaxDelay)
+        );
     }
 
     #[test]
@@ -279,14 +339,56 @@ mod tests {
         for i in 0..10 {
             b.push(entry(0, i, 1), t0 + ms(50 * i as u64));
         }
-        assert_eq!(b.due(t0 + ms(499), true), None);
-        assert_eq!(b.due(t0 + ms(500), true), Some(FlushReason::CaughtUp));
+        assert_eq!(b.due(t0 + ms(499), Feed::CaughtUp), None);
+        assert_eq!(
+            b.due(t0 + ms(500), Feed::CaughtUp),
+            Some(FlushReason::CaughtUp)
+        );
         // The same while messages wait in Kafka's queues: gather on.
-        assert_eq!(b.due(t0 + ms(500), false), None);
-        assert_eq!(b.due(t0 + ms(549), false), None);
+        assert_eq!(b.due(t0 + ms(500), Feed::Flowing), None);
+        assert_eq!(b.due(t0 + ms(549), Feed::Flowing), None);
         // A backlog fills the insert before any deadline.
         let mut b = Batcher::new(policy());
         assert_eq!(b.push(entry(0, 0, 100), t0), Some(FlushReason::Rows));
+    }
+
+    #[test]
+    fn a_lane_behind_waits_past_the_delay_for_a_whole_insert() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut b = Batcher::new(policy()); // delay 1 s, backlog delay 5 s
+        for i in 0..40 {
+            b.push(entry(0, i, 2), t0 + ms(50 * i as u64));
+        }
+        let now = t0 + ms(1950);
+        assert_eq!(b.due(now, Feed::Flowing), Some(FlushReason::MaxDelay));
+        assert_eq!(b.due(now, Feed::CaughtUp), Some(FlushReason::MaxDelay));
+        assert_eq!(b.due(now, Feed::Behind), None, "gathers on");
+        // Past its deadlines the lane rechecks the feed, which may change.
+        assert_eq!(b.wake_at(now), Some(now + RECHECK));
+        // Input that pauses while Kafka holds more is a slow fetch or a slow
+        // consumer, not the end of a stream: no quiet flush behind.
+        assert_eq!(b.due(now + ms(250), Feed::Behind), None);
+        let mut paused = Batcher::new(policy());
+        paused.push(entry(0, 0, 1), t0);
+        assert_eq!(paused.due(t0 + ms(250), Feed::Behind), None);
+        assert_eq!(
+            paused.due(t0 + ms(250), Feed::Flowing),
+            Some(FlushReason::Quiet)
+        );
+        // Still arriving: at most the backlog delay.
+        for i in 40..99 {
+            b.push(entry(0, i, 1), t0 + ms(50 * i as u64));
+        }
+        assert_eq!(b.due(t0 + ms(4999), Feed::Behind), None);
+        assert_eq!(
+            b.due(t0 + ms(5000), Feed::Behind),
+            Some(FlushReason::MaxDelay)
+        );
+        assert_eq!(
+            b.push(entry(0, 99, 1), t0 + ms(5000)),
+            Some(FlushReason::Rows)
+        );
     }
 
     #[test]
@@ -294,7 +396,7 @@ mod tests {
         let b: Batcher<()> = Batcher::new(policy());
         assert_eq!(b.wake_at(Instant::now()), None);
         assert_eq!(
-            b.due(Instant::now() + Duration::from_secs(3600), true),
+            b.due(Instant::now() + Duration::from_secs(3600), Feed::CaughtUp),
             None
         );
     }

@@ -5,7 +5,10 @@
 //! and calls them), in the style of arrow-ipc's `StreamDecoder`: explicit
 //! state, plain method calls, unit tests for every transition.
 //!
-//! - [`batcher`]: when a lane sends its insert (rows, bytes, age, quiet input).
+//! - [`batcher`]: when a lane sends its insert (rows, bytes, age, quiet
+//!   input, and the lane's feed: behind, flowing or caught up).
+//! - [`backlog`]: whether Kafka holds a whole insert for a lane (lag from
+//!   the offsets taken and the fetch responses' high watermarks).
 //! - [`spans`]: which offsets of which partitions an insert covers.
 //! - [`offsets`]: stored and committed offsets across assignments,
 //!   revocations, lost assignments and commit answers; lane ownership.
@@ -18,6 +21,7 @@
 //! - [`sources`]: file-to-table exactly-once (source slices stored once).
 
 pub mod attempts;
+pub mod backlog;
 pub mod batcher;
 pub mod budget;
 pub mod offsets;
