@@ -438,14 +438,8 @@ impl ClickHouse {
     /// `SELECT count() FROM t`.
     pub async fn count_rows(&self, t: &TableRef) -> Result<u64> {
         let sql = format!("SELECT count() FROM {}", t.sql()?);
-        let context = || format!("counting the rows of table {t}");
-        let text = self.query_tsv_with_context(&sql, context).await?;
-        text.trim().parse().map_err(|e| Error::ClickHouse {
-            context: context(),
-            message: format!("count() returned {:?}: {e}", text.trim()),
-            code: None,
-            transient: false,
-        })
+        self.query_u64(&sql, || format!("counting the rows of table {t}"))
+            .await
     }
 
     /// Rows in the active parts of `t`, from `system.parts`: no column is
@@ -459,11 +453,19 @@ impl ClickHouse {
             Self::database_filter(t),
             ddl::quote_string(&t.table)
         );
-        let context = || format!("summing the rows of the active parts of table {t}");
-        let text = self.query_tsv_with_context(&sql, context).await?;
+        self.query_u64(&sql, || {
+            format!("summing the rows of the active parts of table {t}")
+        })
+        .await
+    }
+
+    /// The one number `sql` answers; an error naming `context` and the
+    /// answer otherwise.
+    async fn query_u64(&self, sql: &str, context: impl Fn() -> String) -> Result<u64> {
+        let text = self.query_tsv_with_context(sql, &context).await?;
         text.trim().parse().map_err(|e| Error::ClickHouse {
             context: context(),
-            message: format!("sum(rows) returned {:?}: {e}", text.trim()),
+            message: format!("{} returned {:?}: {e}", abbreviate(sql), text.trim()),
             code: None,
             transient: false,
         })

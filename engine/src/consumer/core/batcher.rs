@@ -291,6 +291,14 @@ mod tests {
         FlushPolicy::new(100, 5_000, Duration::from_millis(1000))
     }
 
+    /// Pushes messages `offsets` of partition 0, `rows` each, the message
+    /// at offset `i` arriving at `t0 + 50 ms × i`.
+    fn every_50_ms(b: &mut Batcher<()>, t0: Instant, offsets: std::ops::Range<i64>, rows: usize) {
+        for i in offsets {
+            b.push(entry(0, i, rows), t0 + Duration::from_millis(50 * i as u64));
+        }
+    }
+
     #[test]
     fn flushes_at_the_row_and_byte_thresholds() {
         let t0 = Instant::now();
@@ -336,9 +344,7 @@ mod tests {
         let ms = Duration::from_millis;
         // A message every 50 ms: never quiet.
         let mut b = Batcher::new(policy());
-        for i in 0..10 {
-            b.push(entry(0, i, 1), t0 + ms(50 * i as u64));
-        }
+        every_50_ms(&mut b, t0, 0..10, 1);
         assert_eq!(b.due(t0 + ms(499), Feed::CaughtUp), None);
         assert_eq!(
             b.due(t0 + ms(500), Feed::CaughtUp),
@@ -357,9 +363,7 @@ mod tests {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
         let mut b = Batcher::new(policy()); // delay 1 s, backlog delay 5 s
-        for i in 0..40 {
-            b.push(entry(0, i, 2), t0 + ms(50 * i as u64));
-        }
+        every_50_ms(&mut b, t0, 0..40, 2);
         let now = t0 + ms(1950);
         assert_eq!(b.due(now, Feed::Flowing), Some(FlushReason::MaxDelay));
         assert_eq!(b.due(now, Feed::CaughtUp), Some(FlushReason::MaxDelay));
@@ -377,9 +381,7 @@ mod tests {
             Some(FlushReason::Quiet)
         );
         // Still arriving: at most the backlog delay.
-        for i in 40..99 {
-            b.push(entry(0, i, 1), t0 + ms(50 * i as u64));
-        }
+        every_50_ms(&mut b, t0, 40..99, 1);
         assert_eq!(b.due(t0 + ms(4999), Feed::Behind), None);
         assert_eq!(
             b.due(t0 + ms(5000), Feed::Behind),
