@@ -12,13 +12,18 @@
 //!   connections (the server stores nothing).
 //!
 //! INSERTs are counted in arrival order; the plan says which ones fail.
+//!
+//! [`FaultProxy::hold_first`] holds the first request that contains a
+//! given text until the test releases it, so a test can crash the server at
+//! a chosen step of the client's protocol rather than at a moment it hopes
+//! the client is at.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 /// What happens to one INSERT.
@@ -35,6 +40,43 @@ pub struct FaultProxy {
     port: u16,
     inserts: Arc<AtomicUsize>,
     applied: Arc<Mutex<Vec<(usize, Fault)>>>,
+    hold: Arc<Hold>,
+}
+
+/// Where the one request [`FaultProxy::hold_first`] asks for is.
+#[derive(Debug, Default)]
+struct Hold {
+    state: Mutex<HoldState>,
+    changed: Condvar,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+enum HoldState {
+    #[default]
+    Off,
+    /// Waiting for a request containing this (lower-case) text.
+    Armed(String),
+    Holding,
+    Released,
+}
+
+impl Hold {
+    /// Blocks while `request` is the one to hold, until it is released.
+    fn pause_if_wanted(&self, request: &Message) {
+        let mut state = self.state.lock().unwrap();
+        let HoldState::Armed(needle) = &*state else {
+            return;
+        };
+        if !request.text().contains(needle.as_str()) {
+            return;
+        }
+        *state = HoldState::Holding;
+        self.changed.notify_all();
+        let _released = self
+            .changed
+            .wait_while(state, |s| *s == HoldState::Holding)
+            .unwrap();
+    }
 }
 
 impl FaultProxy {
@@ -47,14 +89,20 @@ impl FaultProxy {
         let applied = Arc::new(Mutex::new(Vec::new()));
         let plan = Arc::new(plan);
         let upstream = upstream.to_string();
-        let (i, a) = (Arc::clone(&inserts), Arc::clone(&applied));
+        let hold = Arc::new(Hold::default());
+        let (i, a, h) = (
+            Arc::clone(&inserts),
+            Arc::clone(&applied),
+            Arc::clone(&hold),
+        );
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
-                let (upstream, plan, i, a) = (
+                let (upstream, plan, i, a, h) = (
                     upstream.clone(),
                     Arc::clone(&plan),
                     Arc::clone(&i),
                     Arc::clone(&a),
+                    Arc::clone(&h),
                 );
                 std::thread::spawn(move || {
                     if let Ok(server) = TcpStream::connect(&upstream) {
@@ -64,6 +112,7 @@ impl FaultProxy {
                             plan,
                             inserts: i,
                             applied: a,
+                            hold: h,
                         }
                         .serve();
                     }
@@ -74,7 +123,31 @@ impl FaultProxy {
             port,
             inserts,
             applied,
+            hold,
         }
+    }
+
+    /// Holds the first request from now on whose head or body contains
+    /// `needle` (case-insensitive) until [`FaultProxy::release`].
+    pub fn hold_first(&self, needle: &str) {
+        *self.hold.state.lock().unwrap() = HoldState::Armed(needle.to_ascii_lowercase());
+    }
+
+    /// Waits at most `timeout` for the request to hold to arrive.
+    pub fn wait_held(&self, timeout: Duration) -> bool {
+        let state = self.hold.state.lock().unwrap();
+        let (state, _) = self
+            .hold
+            .changed
+            .wait_timeout_while(state, timeout, |s| matches!(s, HoldState::Armed(_)))
+            .unwrap();
+        *state == HoldState::Holding
+    }
+
+    /// Lets the held request go on to the server.
+    pub fn release(&self) {
+        *self.hold.state.lock().unwrap() = HoldState::Released;
+        self.hold.changed.notify_all();
     }
 
     pub fn url(&self) -> String {
@@ -98,6 +171,7 @@ struct Connection {
     plan: Arc<HashMap<usize, Fault>>,
     inserts: Arc<AtomicUsize>,
     applied: Arc<Mutex<Vec<(usize, Fault)>>>,
+    hold: Arc<Hold>,
 }
 
 /// One HTTP message as raw bytes: head (with the blank line) and body (with
@@ -115,6 +189,13 @@ impl Message {
             .unwrap_or("")
             .to_string()
     }
+
+    /// Head and body as lower-case text (for matching, not parsing).
+    fn text(&self) -> String {
+        let mut bytes = self.head.clone();
+        bytes.extend_from_slice(&self.body);
+        String::from_utf8_lossy(&bytes).to_ascii_lowercase()
+    }
 }
 
 impl Connection {
@@ -126,6 +207,7 @@ impl Connection {
             let Some(request) = read_message(&mut from_client)? else {
                 return Ok(());
             };
+            self.hold.pause_if_wanted(&request);
             let is_insert = request
                 .first_line()
                 .to_ascii_lowercase()
