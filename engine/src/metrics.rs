@@ -41,7 +41,7 @@ pub const CONSUMER_SCHEMA_REPLANS: &str = "velostream_consumer_schema_replans_to
 /// Inserts a lane started, by what ended its gathering (`rows`, `bytes`,
 /// `max_delay`, `quiet`, `caught_up`, `requested`).
 pub const CONSUMER_FLUSHES: &str = "velostream_consumer_flushes_total";
-/// Insert lanes for which Kafka holds at least a whole insert: they fill
+/// Insert lanes for which at least a whole insert waits: they fill
 /// whole inserts instead of inserting on their latency deadlines.
 pub const CONSUMER_LANES_BEHIND: &str = "velostream_consumer_lanes_behind";
 pub const CONSUMER_LAG_MESSAGES: &str = "velostream_consumer_lag_messages";

@@ -32,7 +32,7 @@ pub(super) struct Stats {
     pub messages: u64,
     pub rows: u64,
     pub bytes: u64,
-    /// Moving average, for the rows-lag estimate.
+    /// Moving average from the first message on, for the rows-lag estimate.
     pub rows_per_message: f64,
 }
 
@@ -143,7 +143,14 @@ impl Intake {
 
     fn count_rows(&mut self, rows: u64) {
         self.stats.rows += rows;
-        self.stats.rows_per_message = 0.9 * self.stats.rows_per_message + 0.1 * rows as f64;
+        // The first message sets the average: from 0 it would under-state
+        // the rows lag (and hide a backlog) for tens of messages.
+        let avg = self.stats.rows_per_message;
+        self.stats.rows_per_message = if avg == 0.0 {
+            rows as f64
+        } else {
+            0.9 * avg + 0.1 * rows as f64
+        };
         metrics::counter!(m::CONSUMER_ROWS).increment(rows);
     }
 

@@ -50,7 +50,7 @@ pub(super) struct LaneShared {
     pub insert_settings: Vec<(String, String)>,
     /// The consumer has nothing fetched waiting (see `Shared::caught_up`).
     pub caught_up: Arc<std::sync::atomic::AtomicBool>,
-    /// Per lane: Kafka holds a whole insert for it (see `Shared::behind`).
+    /// Per lane: a whole insert waits for it (see `Shared::behind`).
     pub behind: Arc<Vec<std::sync::atomic::AtomicBool>>,
 }
 

@@ -38,6 +38,10 @@ use velostream_codecs::evolve;
 
 /// Messages taken from the partition queues per turn of the loop.
 const PULL_PER_TURN: usize = 64;
+/// The longest a turn takes messages: then the thread serves Kafka's events
+/// (statistics with the high watermarks, rebalances) and tells the lanes
+/// whether they are behind, however slowly messages decode.
+const PULL_SLICE: Duration = Duration::from_millis(20);
 
 pub(super) struct Poller {
     consumer: Arc<BaseConsumer<Ctx>>,
@@ -122,13 +126,13 @@ impl Poller {
             self.last_commit = Instant::now();
             self.commit_async();
             self.publish_lag();
-            self.publish_backlog();
         }
         if self.shared.queues_dirty.swap(false, Ordering::SeqCst) {
             self.split_queues();
         }
         self.hand_over();
         let busy = self.serve_main(Duration::ZERO)? | self.pull()?;
+        self.publish_backlog();
         if busy {
             self.last_message = Instant::now();
             return Ok(true);
@@ -164,7 +168,8 @@ impl Poller {
         let mut scanned = 0;
         // Every queue was polled and none held a message.
         let mut empty = 0;
-        while scanned < queues.len() && taken < PULL_PER_TURN {
+        let until = Instant::now() + PULL_SLICE;
+        while scanned < queues.len() && taken < PULL_PER_TURN && Instant::now() < until {
             let (p, q) = &queues[(self.next_queue + scanned) % queues.len()];
             let lane = self.lane_of(*p);
             // Before the insert side exists every item waits in stash[0];
@@ -372,21 +377,39 @@ impl Poller {
         }
     }
 
-    /// Tells each lane whether Kafka holds a whole insert for it (see
-    /// `core::backlog`): a lane behind fills whole inserts.
+    /// Tells each lane whether a whole insert waits for it, in Kafka or
+    /// queued in the consumer (see `core::backlog`): a lane behind fills
+    /// whole inserts. Every turn, since the queues change every turn.
     fn publish_backlog(&self) {
-        let high = lock(&self.shared.high_watermarks).clone();
-        let behind = self.backlog.lanes_behind(
-            &high,
-            self.intake.stats.rows_per_message,
-            self.shared.behind.len(),
-            self.shared.cfg.insert_rows,
-        );
+        let behind = {
+            let high = lock(&self.shared.high_watermarks);
+            self.backlog.lanes_behind(
+                &high,
+                &self.queued(),
+                self.intake.stats.rows_per_message,
+                self.shared.cfg.insert_rows,
+            )
+        };
         for (flag, b) in self.shared.behind.iter().zip(&behind) {
             flag.store(*b, Ordering::Relaxed);
         }
         let count = behind.iter().filter(|b| **b).count();
         metrics::gauge!(m::CONSUMER_LANES_BEHIND).set(count as f64);
+    }
+
+    /// Per lane, the messages taken but not yet in its buffer: in the stash
+    /// and in its channel.
+    fn queued(&self) -> Vec<usize> {
+        let lanes = self.pipeline.as_ref().map_or(&[][..], |p| &p.lanes[..]);
+        (0..self.shared.behind.len())
+            .map(|lane| {
+                let stashed = self.stash.get(lane).map_or(0, VecDeque::len);
+                let sent = lanes
+                    .get(lane)
+                    .map_or(0, |tx| tx.max_capacity() - tx.capacity());
+                stashed + sent
+            })
+            .collect()
     }
 
     fn shutdown(&mut self) -> Result<()> {

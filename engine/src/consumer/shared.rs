@@ -92,8 +92,9 @@ pub(super) struct Shared {
     /// (nothing fetched waits): the lanes insert what they hold promptly
     /// instead of waiting for a full insert (see `Batcher::due`).
     pub caught_up: Arc<AtomicBool>,
-    /// Per lane: Kafka holds at least a whole insert of rows for it (see
-    /// `core::backlog`); set by the consumer thread every commit interval.
+    /// Per lane: at least a whole insert of rows waits for it, in Kafka or
+    /// queued in the consumer (see `core::backlog`); set by the consumer
+    /// thread every turn of its loop.
     pub behind: Arc<Vec<AtomicBool>>,
 }
 

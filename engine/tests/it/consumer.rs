@@ -989,10 +989,14 @@ async fn exactly_once_resumes_from_offsets_stored_in_clickhouse() {
 /// shorter than a lane takes to gather one; the remainder leaves once less
 /// than an insert is left. Parts are counted from `system.part_log` (one
 /// part per insert: the table has no partition key). In a debug build the
-/// lane, not the intake, is the slower side, so messages wait for it and
-/// fill inserts even without the lag signal (`core::backlog`, unit-tested);
-/// where the intake is the slower side, benches/RESULTS.md shows the
-/// difference.
+/// intake (decoding) is the slower side: messages reach the lane one by one,
+/// further apart than its 5 ms quiet period, so only the behind signal
+/// (`core::backlog`) keeps it filling whole inserts, and the signal must stay
+/// fresh while the consumer thread takes messages (this failed when it was
+/// refreshed only between turns of up to 64 messages). Where the intake is
+/// the faster side and the backlog waits in the consumer's own queues, the
+/// unit tests of `core::backlog` and the bench's parts per million rows
+/// cover it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backlog_fills_whole_inserts_whatever_the_delay() {
     const INSERT_ROWS: u64 = 50_000;

@@ -3,8 +3,8 @@
 //! A lane gathers messages until one of the thresholds is reached (rows,
 //! bytes) or a deadline passes. The deadlines depend on what the consumer
 //! knows of its input ([`Feed`]):
-//! - behind (Kafka holds at least a whole insert for the lane, see
-//!   [`super::backlog`]): only `backlog_delay` (five times the delay, at
+//! - behind (at least a whole insert waits for the lane, in Kafka or queued
+//!   in the consumer, see [`super::backlog`]): only `backlog_delay` (five times the delay, at
 //!   least 5 s) ends
 //!   an insert early, so a backlog fills whole inserts — few parts for
 //!   ClickHouse to write and merge — even when the consumer's fetch queues
@@ -37,8 +37,8 @@ pub const BACKLOG_DELAY_MIN: Duration = Duration::from_secs(5);
 /// What the consumer knows of a lane's input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Feed {
-    /// Kafka holds at least a whole insert of rows for the lane beyond what
-    /// the consumer took.
+    /// At least a whole insert of rows waits for the lane: in Kafka beyond
+    /// what the consumer took, or taken and queued for the lane.
     Behind,
     /// Messages wait in the consumer's fetch queues.
     Flowing,

@@ -7,8 +7,9 @@
 //!
 //! - [`batcher`]: when a lane sends its insert (rows, bytes, age, quiet
 //!   input, and the lane's feed: behind, flowing or caught up).
-//! - [`backlog`]: whether Kafka holds a whole insert for a lane (lag from
-//!   the offsets taken and the fetch responses' high watermarks).
+//! - [`backlog`]: whether a whole insert waits for a lane (Kafka's lag from
+//!   the offsets taken and the fetch responses' high watermarks, plus the
+//!   messages queued inside the consumer).
 //! - [`spans`]: which offsets of which partitions an insert covers.
 //! - [`offsets`]: stored and committed offsets across assignments,
 //!   revocations, lost assignments and commit answers; lane ownership.
