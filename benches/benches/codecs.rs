@@ -1,5 +1,6 @@
 //! Codec micro-benchmarks on NYC-taxi batches (the generator's model) of
-//! 8k, 64k and 1M rows: Arrow IPC encode/decode (none, LZ4, ZSTD), ClickHouse
+//! 8k, 64k and 1M rows: Arrow IPC encode/decode (none, LZ4, ZSTD; LZ4 also
+//! through Arrow's decoder alone, the baseline of VeloStream's), ClickHouse
 //! Native encode (modern and legacy type mappings) and the per-row JSON
 //! baseline. Throughput is reported per row ("elements") so the cases compare
 //! directly; `cargo bench -p velostream-benches` prints rows/s, and the
@@ -19,6 +20,18 @@ const SIZES: &[usize] = &[8_192, 65_536, 1_048_576];
 
 fn taxi(rows: usize) -> arrow_array::RecordBatch {
     velostream::gen::sample_batch(rows, 42).expect("taxi batch")
+}
+
+/// An IPC stream decoded by Arrow's `StreamDecoder` alone (every LZ4
+/// buffer through its frame decoder).
+fn arrow_decode(bytes: &[u8]) -> Vec<arrow_array::RecordBatch> {
+    let mut buffer = arrow_buffer::Buffer::from(bytes.to_vec());
+    let mut decoder = arrow_ipc::reader::StreamDecoder::new();
+    let mut batches = Vec::new();
+    while let Some(batch) = decoder.decode(&mut buffer).unwrap() {
+        batches.push(batch);
+    }
+    batches
 }
 
 fn ipc(c: &mut Criterion) {
@@ -51,6 +64,12 @@ fn ipc(c: &mut Criterion) {
             g.bench_function(BenchmarkId::new("decode", comp.name()), |b| {
                 b.iter(|| decode(black_box(&bytes)).unwrap())
             });
+            if comp == IpcCompression::Lz4Frame {
+                // The same message through Arrow's decoder alone, side by side.
+                g.bench_function(BenchmarkId::new("decode", "lz4_arrow_decoder"), |b| {
+                    b.iter(|| arrow_decode(black_box(&bytes)))
+                });
+            }
         }
         g.finish();
     }
