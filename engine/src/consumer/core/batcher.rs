@@ -14,7 +14,10 @@
 //! - caught up (nothing fetched waits, less than an insert in Kafka): also
 //!   once the oldest row has waited `caught_up` (half the delay), so a live
 //!   stream, even a steady one that is never quiet, is inserted within
-//!   about `caught_up` of its arrival.
+//!   about `caught_up` of its arrival; unless the stream is fast enough to
+//!   fill a whole insert by `max_delay` at the rate the buffer filled so
+//!   far: then the lane waits for the whole insert (every row still leaves
+//!   within `max_delay`) and makes half the parts.
 //!
 //! The caller drives it with the current time and the feed; nothing here
 //! sleeps.
@@ -221,11 +224,28 @@ impl<T> Batcher<T> {
             Some(FlushReason::MaxDelay)
         } else if feed != Feed::Behind && self.last.is_some_and(|t| now >= t + self.policy.quiet) {
             Some(FlushReason::Quiet)
-        } else if feed == Feed::CaughtUp && now >= since + self.policy.caught_up {
+        } else if feed == Feed::CaughtUp
+            && now >= since + self.policy.caught_up
+            && !self.fills_by_max_delay(since, now)
+        {
             Some(FlushReason::CaughtUp)
         } else {
             None
         }
+    }
+
+    /// Whether, at the rate this buffer has filled since its oldest row, it
+    /// reaches a whole insert (rows or bytes) by `max_delay`: then a caught-up
+    /// lane waits for it, since every row still leaves within `max_delay`,
+    /// the latency asked for, and a fast live stream makes half the parts.
+    fn fills_by_max_delay(&self, since: Instant, now: Instant) -> bool {
+        let age = now.saturating_duration_since(since).as_secs_f64();
+        if age <= 0.0 {
+            return false;
+        }
+        let scale = self.policy.max_delay.as_secs_f64() / age;
+        self.rows as f64 * scale >= self.policy.max_rows as f64
+            || self.bytes as f64 * scale >= self.policy.max_bytes as f64
     }
 
     /// When to look at [`due`](Self::due) next, if nothing else arrives:
@@ -356,6 +376,59 @@ mod tests {
         // A backlog fills the insert before any deadline.
         let mut b = Batcher::new(policy());
         assert_eq!(b.push(entry(0, 0, 100), t0), Some(FlushReason::Rows));
+    }
+
+    #[test]
+    fn a_caught_up_stream_fast_enough_to_fill_an_insert_by_the_delay_waits_for_it() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        // 100-row inserts, delay 1 s: 6 rows every 50 ms fill one in 850 ms.
+        let mut b = Batcher::new(policy());
+        every_50_ms(&mut b, t0, 0..10, 6);
+        assert_eq!(
+            b.due(t0 + ms(500), Feed::CaughtUp),
+            None,
+            "60 rows by 500 ms"
+        );
+        assert_eq!(
+            b.wake_at(t0 + ms(500)),
+            Some(t0 + ms(520)),
+            "rechecks the rate"
+        );
+        every_50_ms(&mut b, t0, 10..16, 6);
+        assert_eq!(
+            b.push(entry(0, 16, 6), t0 + ms(800)),
+            Some(FlushReason::Rows),
+            "a whole insert at 800 ms"
+        );
+        // 4 rows every 50 ms would not: 40 rows by 500 ms, 80 by the delay.
+        let mut b = Batcher::new(policy());
+        every_50_ms(&mut b, t0, 0..10, 4);
+        assert_eq!(
+            b.due(t0 + ms(500), Feed::CaughtUp),
+            Some(FlushReason::CaughtUp)
+        );
+        // A stream that stops is measured over its whole age: it flushes.
+        let mut b = Batcher::new(policy());
+        every_50_ms(&mut b, t0, 0..10, 6);
+        assert_eq!(
+            b.due(t0 + ms(650), Feed::CaughtUp),
+            Some(FlushReason::CaughtUp),
+            "60 rows in 650 ms"
+        );
+        // Bytes count the same way (10 bytes a row, 5,000-byte inserts).
+        let mut b = Batcher::new(FlushPolicy::new(1_000_000, 5_000, ms(1000)));
+        every_50_ms(&mut b, t0, 0..10, 30);
+        assert_eq!(
+            b.due(t0 + ms(500), Feed::CaughtUp),
+            None,
+            "3,000 bytes by 500 ms"
+        );
+        // And whatever the rate, no row waits past the delay.
+        assert_eq!(
+            b.due(t0 + ms(1000), Feed::CaughtUp),
+            Some(FlushReason::MaxDelay)
+        );
     }
 
     #[test]
