@@ -79,6 +79,10 @@ pub struct ConsumerFigures {
     pub rows_inserted: u64,
     pub seconds: f64,
     pub cpu_seconds_per_million_rows: f64,
+    /// Inserts sent over all consumers, by what ended them (`rows`,
+    /// `caught_up`, ...): which deadline of the insert policy made the parts.
+    #[serde(default)]
+    pub inserts_by_reason: BTreeMap<String, u64>,
 }
 
 /// The settings and machine the figures were measured with.
@@ -221,6 +225,7 @@ impl RunFigures {
                 rows_inserted: r.consumers.iter().map(|c| c.rows_inserted).sum(),
                 seconds: r.consumer_secs,
                 cpu_seconds_per_million_rows: per_million(r.cpu.consumer),
+                inserts_by_reason: inserts_by_reason(&r.consumers),
             },
             kafka_client_cpu_seconds_per_million_rows: per_million(r.cpu.kafka_client),
             services_cpu_seconds_per_million_rows: r
@@ -237,6 +242,15 @@ impl RunFigures {
             clickhouse_parts: r.parts,
         }
     }
+}
+
+/// The consumers' inserts by reason, summed.
+fn inserts_by_reason(consumers: &[crate::consumer::ConsumeSummary]) -> BTreeMap<String, u64> {
+    let mut sum = BTreeMap::new();
+    for (reason, n) in consumers.iter().flat_map(|c| &c.inserts_by_reason) {
+        *sum.entry(reason.clone()).or_insert(0) += n;
+    }
+    sum
 }
 
 /// Lag in messages, from lag in rows and the run's rows per message.
@@ -411,6 +425,7 @@ pub(crate) mod tests {
                 rows_inserted: 1000,
                 seconds: 1.0,
                 cpu_seconds_per_million_rows: cpu,
+                inserts_by_reason: [("rows".to_string(), 1), ("caught_up".to_string(), 1)].into(),
             },
             kafka_client_cpu_seconds_per_million_rows: 0.03,
             services_cpu_seconds_per_million_rows: [("clickhouse".to_string(), 1.6)].into(),

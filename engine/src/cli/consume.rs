@@ -325,5 +325,13 @@ pub fn run(args: ConsumeArgs) -> Result<()> {
         summary.dead_letters,
         summary.elapsed_secs
     );
+    if !summary.inserts_by_reason.is_empty() {
+        let by: Vec<String> = summary
+            .inserts_by_reason
+            .iter()
+            .map(|(r, n)| format!("{r} {n}"))
+            .collect();
+        println!("inserts, by what ended them: {}", by.join(", "));
+    }
     Ok(())
 }

@@ -27,7 +27,7 @@ use super::dlq::{DeadLetters, Reason};
 use super::encode::{self, Data, Format, Held};
 use super::insert;
 use super::item::{Event, Item, LaneMsg, Original, Rows};
-use super::shared::Memory;
+use super::shared::{Inserts, Memory};
 use super::table::TablePlan;
 use super::target::Target;
 use crate::clickhouse::TableRef;
@@ -52,6 +52,8 @@ pub(super) struct LaneShared {
     pub caught_up: Arc<std::sync::atomic::AtomicBool>,
     /// Per lane: a whole insert waits for it (see `Shared::behind`).
     pub behind: Arc<Vec<std::sync::atomic::AtomicBool>>,
+    /// Inserts sent, by what ended them (for the consumer's summary).
+    pub inserts: Arc<Inserts>,
 }
 
 impl LaneShared {
@@ -362,6 +364,7 @@ impl Lane {
         }
         match body {
             Some((body, format)) => {
+                self.shared.inserts.sent(reason);
                 self.shared.memory.charge(self.id, body.len() as u64);
                 let job = insert::Job {
                     lane: self.id,

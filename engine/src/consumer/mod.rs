@@ -61,6 +61,9 @@ pub struct ConsumeSummary {
     pub rows_inserted: u64,
     pub dead_letters: u64,
     pub elapsed_secs: f64,
+    /// Inserts sent, by what ended their batch (`rows`, `bytes`,
+    /// `max_delay`, `quiet`, `caught_up`, `requested`); zero counts left out.
+    pub inserts_by_reason: std::collections::BTreeMap<String, u64>,
 }
 
 /// Runs one consumer-group member until `stop` is set, it has been idle
@@ -103,6 +106,7 @@ pub async fn run(cfg: ConsumerConfig, stop: Arc<AtomicBool>) -> Result<ConsumeSu
                 .map(|_| AtomicBool::new(false))
                 .collect(),
         ),
+        inserts: Arc::new(shared::Inserts::default()),
         cfg: cfg.clone(),
     });
     let consumer = Arc::new(create_consumer(&cfg, Arc::clone(&shared))?);

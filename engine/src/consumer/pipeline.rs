@@ -60,6 +60,7 @@ impl Pipeline {
             insert_settings: cfg.insert_settings.clone(),
             caught_up: Arc::clone(&shared.caught_up),
             behind: Arc::clone(&shared.behind),
+            inserts: Arc::clone(&shared.inserts),
         });
         let mut senders = Vec::new();
         let mut tasks = Vec::new();

@@ -110,6 +110,7 @@ impl Poller {
             // Also those dead-lettered by the lanes.
             dead_letters: self.intake.dead_letters.as_ref().map_or(0, |d| d.sent()),
             elapsed_secs: started.elapsed().as_secs_f64(),
+            inserts_by_reason: self.shared.inserts.by_reason(),
         })
     }
 

@@ -1,7 +1,7 @@
 //! State shared by the consumer thread, its rdkafka callbacks (which run on
 //! the consumer thread, inside `poll`) and the insert lanes.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use super::config::ConsumerConfig;
+use super::core::batcher::FlushReason;
 use super::core::budget::Budget;
 use super::core::offsets::{OffsetBook, Ownership};
 use super::exactly_once::EoTable;
@@ -17,6 +18,32 @@ use super::item::{Event, LaneMsg};
 use crate::clickhouse::Shard;
 use crate::metrics as m;
 use crate::{Error, Result};
+
+/// Inserts sent by a consumer, by what ended their batch, for its summary
+/// (`velostream_consumer_flushes_total` counts the same flushes, also those
+/// left with nothing to send).
+#[derive(Debug, Default)]
+pub(super) struct Inserts([AtomicU64; FlushReason::ALL.len()]);
+
+impl Inserts {
+    pub fn sent(&self, reason: FlushReason) {
+        self.0[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The non-zero counts by reason label.
+    pub fn by_reason(&self) -> BTreeMap<String, u64> {
+        FlushReason::ALL
+            .iter()
+            .map(|r| {
+                (
+                    r.label().to_string(),
+                    self.0[*r as usize].load(Ordering::Relaxed),
+                )
+            })
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+}
 
 /// Locks a mutex, recovering the data of a poisoned one.
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -96,6 +123,8 @@ pub(super) struct Shared {
     /// queued in the consumer (see `core::backlog`); set by the consumer
     /// thread every turn of its loop.
     pub behind: Arc<Vec<AtomicBool>>,
+    /// Inserts sent by the lanes, by what ended them.
+    pub inserts: Arc<Inserts>,
 }
 
 impl Shared {

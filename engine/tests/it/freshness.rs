@@ -29,6 +29,19 @@ fn a_steady_stream_at_a_share_of_the_backlog_rate_is_measured_message_by_message
     let text = std::fs::read_to_string(&report_path).expect("report");
     let report: Report = serde_json::from_str(&text).expect("a typed report");
     assert!(report.validated, "{:?}", report.differences);
+    // Each insert of the backlog run wrote one part (the bench's table has
+    // no partition key, inserts are far below a block), and the report says
+    // what ended each one.
+    let inserts: u64 = report.run.consumer.inserts_by_reason.values().sum();
+    let parts = report
+        .run
+        .clickhouse_parts
+        .expect("the local server keeps a part log");
+    assert_eq!(
+        inserts, parts.parts_created,
+        "inserts by reason {:?}",
+        report.run.consumer.inserts_by_reason
+    );
     let f = report
         .freshness
         .expect("the report has the freshness phase");

@@ -93,6 +93,16 @@ pub enum FlushReason {
 }
 
 impl FlushReason {
+    /// Every reason, in the order of their `as usize` values.
+    pub const ALL: [FlushReason; 6] = [
+        FlushReason::Rows,
+        FlushReason::Bytes,
+        FlushReason::MaxDelay,
+        FlushReason::Quiet,
+        FlushReason::CaughtUp,
+        FlushReason::Requested,
+    ];
+
     /// The `reason` label of `velostream_consumer_flushes_total`.
     pub fn label(self) -> &'static str {
         match self {
