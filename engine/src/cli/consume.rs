@@ -206,9 +206,10 @@ pub struct ConsumeArgs {
 
     /// Longest time a row waits before its insert is sent, in milliseconds,
     /// while the consumer keeps up (half of it once every fetched queue is
-    /// empty). While a whole insert waits for a lane (in Kafka or in the
-    /// consumer), the lane fills whole inserts, waiting at most 5 times this
-    /// (at least 5 s).
+    /// empty, unless the stream fills a whole insert within this delay).
+    /// While a whole insert waits for a lane (in Kafka or in the consumer),
+    /// the lane fills whole inserts, waiting at most 5 times this (at least
+    /// 5 s).
     #[arg(long, default_value_t = 1000)]
     pub max_delay_ms: u64,
 
