@@ -1020,16 +1020,7 @@ async fn a_backlog_fills_whole_inserts_whatever_the_delay() {
     assert_eq!(summary.rows_inserted, data.rows(), "{summary:?}");
     assert_table_equals(&db, "trips", &data.batches);
 
-    db.query("SYSTEM FLUSH LOGS");
-    let parts = db.query(&format!(
-        "SELECT rows FROM system.part_log WHERE database = '{}' AND table = 'trips' \
-         AND toString(event_type) IN ('NewPart', 'NEW_PART') ORDER BY event_time FORMAT TSV",
-        db.name
-    ));
-    let parts: Vec<u64> = parts
-        .lines()
-        .map(|l| l.trim().parse().expect("rows"))
-        .collect();
+    let parts = db.new_parts("trips", data.rows());
     assert_eq!(parts.iter().sum::<u64>(), data.rows(), "parts {parts:?}");
     let whole = parts.iter().filter(|r| **r >= INSERT_ROWS).count();
     // Eight inserts' worth: all but the first (before the first statistics)

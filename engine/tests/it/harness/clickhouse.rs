@@ -46,6 +46,34 @@ impl TestDb {
         count(&self.url, &self.table(table))
     }
 
+    /// Rows of each part inserts created in `table` (a bare table name), in
+    /// the order they were written, from `system.part_log`, once the parts
+    /// hold `rows` rows: `SYSTEM FLUSH LOGS` on ClickHouse 18.x writes only
+    /// the entries the log's thread has already dequeued, so the log is read
+    /// again until it is complete (at most 15 s, beyond its own 7.5 s flush).
+    pub fn new_parts(&self, table: &str, rows: u64) -> Vec<u64> {
+        let q = velostream_codecs::ddl::quote_string;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            self.query("SYSTEM FLUSH LOGS");
+            let parts: Vec<u64> = self
+                .query(&format!(
+                    "SELECT rows FROM system.part_log WHERE database = {} AND table = {} \
+                     AND toString(event_type) IN ('NewPart', 'NEW_PART') \
+                     ORDER BY event_time FORMAT TSV",
+                    q(&self.name),
+                    q(table)
+                ))
+                .lines()
+                .map(|l| l.trim().parse().expect("rows of a part"))
+                .collect();
+            if parts.iter().sum::<u64>() >= rows || std::time::Instant::now() >= deadline {
+                return parts;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+
     /// True when `table` (a bare table name) exists in this database.
     pub fn has_table(&self, table: &str) -> bool {
         let q = velostream_codecs::ddl::quote_string;
