@@ -249,7 +249,10 @@ impl ClickHouseServer {
         }
         let pid = spawn(&self.bin, &self.dir)?;
         self.dir.set_pid(pid)?;
-        match health::wait_healthy(timeout, || self.is_healthy(), || process::alive(pid)) {
+        // The server that answers must be the one just started: while this
+        // one was down, another process may have taken its port.
+        let ours = || self.is_healthy() && process::listens_on(pid, self.http_port);
+        match health::wait_healthy(timeout, ours, || process::alive(pid)) {
             Waited::Healthy => Ok(()),
             outcome => {
                 process::kill_group(pid);

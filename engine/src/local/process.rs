@@ -65,6 +65,48 @@ pub fn cmdline_contains(pid: u32, needle: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Inodes of the sockets listening on TCP `port`, from the text of
+/// `/proc/net/tcp` or `/proc/net/tcp6` (state `0A` is LISTEN).
+pub fn listening_inodes(proc_net_tcp: &str, port: u16) -> Vec<u64> {
+    proc_net_tcp
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let local_port = f.get(1)?.rsplit(':').next()?;
+            let listening = *f.get(3)? == "0A";
+            (listening && u16::from_str_radix(local_port, 16).ok()? == port)
+                .then(|| f.get(9)?.parse().ok())
+                .flatten()
+        })
+        .collect()
+}
+
+/// True when `pid` itself holds a socket listening on TCP `port` (a health
+/// check on the port alone could be answered by another process that took
+/// the port while the service was down).
+pub fn listens_on(pid: u32, port: u16) -> bool {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        if let Ok(text) = std::fs::read_to_string(table) {
+            inodes.extend(listening_inodes(&text, port));
+        }
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path()).is_ok_and(|target| {
+            let target = target.to_string_lossy();
+            target
+                .strip_prefix("socket:[")
+                .and_then(|t| t.strip_suffix(']'))
+                .and_then(|n| n.parse::<u64>().ok())
+                .is_some_and(|n| inodes.contains(&n))
+        })
+    })
+}
+
 /// True when a live (non-zombie) process belongs to process group `pgid`.
 pub fn group_alive(pgid: u32) -> bool {
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -149,6 +191,24 @@ pub fn kill_group(pgid: u32) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_listening_sockets_of_a_port_are_found_and_ours_is_ours() {
+        let text = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1 0000000000000000 100 0 0 10 0\n\
+   1: 0100007F:1F90 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 4343 1 0000000000000000 20 4 30 10 -1\n\
+   2: 0100007F:1F91 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4444 1 0000000000000000 100 0 0 10 0\n";
+        // Port 8080 (0x1F90): only the listening socket, not the connection.
+        assert_eq!(listening_inodes(text, 8080), [4242]);
+        assert_eq!(listening_inodes(text, 8082), Vec::<u64>::new());
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        assert!(listens_on(std::process::id(), port));
+        drop(listener);
+        assert!(!listens_on(std::process::id(), port), "closed");
+        assert!(!listens_on(1, port), "another process");
+    }
+
     use super::*;
 
     #[test]
