@@ -329,6 +329,14 @@ mod tests {
         }
     }
 
+    /// A batcher with `policy` that received ten messages of `rows` rows,
+    /// one every 50 ms from `t0` (the last at 450 ms).
+    fn ten_messages(policy: FlushPolicy, t0: Instant, rows: usize) -> Batcher<()> {
+        let mut b = Batcher::new(policy);
+        every_50_ms(&mut b, t0, 0..10, rows);
+        b
+    }
+
     #[test]
     fn flushes_at_the_row_and_byte_thresholds() {
         let t0 = Instant::now();
@@ -373,8 +381,7 @@ mod tests {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
         // A message every 50 ms: never quiet.
-        let mut b = Batcher::new(policy());
-        every_50_ms(&mut b, t0, 0..10, 1);
+        let b = ten_messages(policy(), t0, 1);
         assert_eq!(b.due(t0 + ms(499), Feed::CaughtUp), None);
         assert_eq!(
             b.due(t0 + ms(500), Feed::CaughtUp),
@@ -393,8 +400,7 @@ mod tests {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
         // 100-row inserts, delay 1 s: 6 rows every 50 ms fill one in 850 ms.
-        let mut b = Batcher::new(policy());
-        every_50_ms(&mut b, t0, 0..10, 6);
+        let mut b = ten_messages(policy(), t0, 6);
         assert_eq!(
             b.due(t0 + ms(500), Feed::CaughtUp),
             None,
@@ -412,23 +418,20 @@ mod tests {
             "a whole insert at 800 ms"
         );
         // 4 rows every 50 ms would not: 40 rows by 500 ms, 80 by the delay.
-        let mut b = Batcher::new(policy());
-        every_50_ms(&mut b, t0, 0..10, 4);
+        let b = ten_messages(policy(), t0, 4);
         assert_eq!(
             b.due(t0 + ms(500), Feed::CaughtUp),
             Some(FlushReason::CaughtUp)
         );
         // A stream that stops is measured over its whole age: it flushes.
-        let mut b = Batcher::new(policy());
-        every_50_ms(&mut b, t0, 0..10, 6);
+        let b = ten_messages(policy(), t0, 6);
         assert_eq!(
             b.due(t0 + ms(650), Feed::CaughtUp),
             Some(FlushReason::CaughtUp),
             "60 rows in 650 ms"
         );
         // Bytes count the same way (10 bytes a row, 5,000-byte inserts).
-        let mut b = Batcher::new(FlushPolicy::new(1_000_000, 5_000, ms(1000)));
-        every_50_ms(&mut b, t0, 0..10, 30);
+        let b = ten_messages(FlushPolicy::new(1_000_000, 5_000, ms(1000)), t0, 30);
         assert_eq!(
             b.due(t0 + ms(500), Feed::CaughtUp),
             None,
