@@ -61,7 +61,7 @@ mod tests {
     #[test]
     fn a_zero_copy_decoded_message_holds_its_buffer_once() {
         let b = batch(10_000);
-        let encoder = IpcEncoder::new(IpcCompression::None).unwrap();
+        let mut encoder = IpcEncoder::new(IpcCompression::None).unwrap();
         let message = encoder
             .encode(&b.schema(), std::slice::from_ref(&b))
             .unwrap();

@@ -115,7 +115,7 @@ proptest! {
     #[test]
     fn round_trips_with_every_compression(bs in batches()) {
         for c in [IpcCompression::None, IpcCompression::Lz4Frame, IpcCompression::Zstd] {
-            let enc = IpcEncoder::new(c).unwrap();
+            let mut enc = IpcEncoder::new(c).unwrap();
             let bytes = enc.encode(&bs[0].schema(), &bs).unwrap();
             let d = decode(&bytes).unwrap();
             let expected_schema = bs[0].schema();

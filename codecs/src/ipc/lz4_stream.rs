@@ -15,21 +15,15 @@
 //! Runs on streams `check_framing` accepted: every buffer lies in its body
 //! and the claimed lengths are within the limits.
 
-use arrow_ipc::{
-    BodyCompressionBuilder, BodyCompressionMethod, CompressionType, DictionaryBatchBuilder,
-    FieldNode, Message, MessageBuilder, MessageHeader, RecordBatch, RecordBatchBuilder,
-};
-use flatbuffers::FlatBufferBuilder;
+use arrow_ipc::{CompressionType, Message, RecordBatch};
 
 use super::framing::MessageReader;
+use super::rewrite::{
+    batch_of, buffers, metadata, prefix, write_framed, write_head, ALIGNMENT, EOS, PREFIX, STORED,
+};
 use crate::{CodecError, Result};
 
-/// Buffers start on 64-byte boundaries, as Arrow writes them.
-const ALIGNMENT: usize = 64;
-const CONTINUATION: [u8; 4] = [0xFF; 4];
-const EOS: [u8; 8] = [0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0];
 const MAGIC: u32 = 0x184D_2204;
-const PREFIX: usize = 8;
 
 /// The uncompressed form of `bytes`, or `None` when it has no LZ4 batch or
 /// uses something this path leaves to Arrow.
@@ -84,35 +78,11 @@ fn plan(bytes: &[u8]) -> Result<Option<usize>> {
     Ok(any.then_some(size))
 }
 
-fn batch_of<'a>(message: &Message<'a>) -> Option<RecordBatch<'a>> {
-    match message.header_type() {
-        MessageHeader::RecordBatch => message.header_as_record_batch(),
-        MessageHeader::DictionaryBatch => {
-            message.header_as_dictionary_batch().and_then(|d| d.data())
-        }
-        _ => None,
-    }
-}
-
-/// Each buffer's index and bytes (checked to lie in the body already).
-fn buffers<'a>(batch: &RecordBatch<'_>, body: &'a [u8]) -> Vec<(usize, &'a [u8])> {
-    batch
-        .buffers()
-        .into_iter()
-        .flatten()
-        .enumerate()
-        .map(|(i, b)| {
-            let at = b.offset() as usize;
-            (i, &body[at..at + b.length() as usize])
-        })
-        .collect()
-}
-
 /// An empty buffer, a stored one (`-1`), or one LZ4 frame with
 /// independent blocks and no checksums or dictionary.
 fn takes_frame(data: &[u8]) -> bool {
     match prefix(data) {
-        None | Some(-1) | Some(0) => true,
+        None | Some(STORED) | Some(0) => true,
         Some(_) => {
             let frame = &data[PREFIX..];
             let flg = frame.get(4).copied().unwrap_or(0);
@@ -124,16 +94,10 @@ fn takes_frame(data: &[u8]) -> bool {
     }
 }
 
-/// The buffer's length prefix (`None` for an empty buffer).
-fn prefix(data: &[u8]) -> Option<i64> {
-    let p: [u8; PREFIX] = data.get(..PREFIX)?.try_into().ok()?;
-    Some(i64::from_le_bytes(p))
-}
-
 fn decompressed_len(data: &[u8]) -> Result<usize> {
     match prefix(data) {
         None => Ok(0),
-        Some(-1) => Ok(data.len() - PREFIX),
+        Some(STORED) => Ok(data.len() - PREFIX),
         Some(n) => usize::try_from(n)
             .map_err(|_| CodecError::MalformedIpc(format!("buffer claims {n} bytes"))),
     }
@@ -169,7 +133,7 @@ fn decompress_message(
 fn decompress_buffer(data: &[u8], dst: &mut [u8]) -> Result<()> {
     match prefix(data) {
         None | Some(0) => Ok(()),
-        Some(-1) => {
+        Some(STORED) => {
             dst.copy_from_slice(&data[PREFIX..]);
             Ok(())
         }
@@ -214,74 +178,6 @@ fn decompress_frame(frame: &[u8], dst: &mut [u8]) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// `batch`'s message with new buffer spans, compression and body length.
-fn metadata(
-    message: &Message<'_>,
-    batch: &RecordBatch<'_>,
-    spans: &[arrow_ipc::Buffer],
-    body_len: usize,
-    compression: Option<CompressionType>,
-) -> Vec<u8> {
-    let mut fbb = FlatBufferBuilder::new();
-    let nodes: Vec<FieldNode> = batch.nodes().into_iter().flatten().copied().collect();
-    let nodes = fbb.create_vector(&nodes);
-    let spans = fbb.create_vector(spans);
-    let variadic = batch
-        .variadicBufferCounts()
-        .map(|v| fbb.create_vector(&v.iter().collect::<Vec<i64>>()));
-    let compression = compression.map(|codec| {
-        let mut c = BodyCompressionBuilder::new(&mut fbb);
-        c.add_codec(codec);
-        c.add_method(BodyCompressionMethod::BUFFER);
-        c.finish()
-    });
-    let mut b = RecordBatchBuilder::new(&mut fbb);
-    b.add_length(batch.length());
-    b.add_nodes(nodes);
-    b.add_buffers(spans);
-    if let Some(c) = compression {
-        b.add_compression(c);
-    }
-    if let Some(v) = variadic {
-        b.add_variadicBufferCounts(v);
-    }
-    let plain = b.finish();
-    let header = match message.header_as_dictionary_batch() {
-        Some(dict) => {
-            let mut d = DictionaryBatchBuilder::new(&mut fbb);
-            d.add_id(dict.id());
-            d.add_data(plain);
-            d.add_isDelta(dict.isDelta());
-            d.finish().as_union_value()
-        }
-        None => plain.as_union_value(),
-    };
-    let mut m = MessageBuilder::new(&mut fbb);
-    m.add_version(message.version());
-    m.add_header_type(message.header_type());
-    m.add_header(header);
-    m.add_bodyLength(body_len as i64);
-    let root = m.finish();
-    fbb.finish(root, None);
-    fbb.finished_data().to_vec()
-}
-
-/// `[continuation][metadata length][metadata, padded]`: the body that
-/// follows starts on an [`ALIGNMENT`] boundary of the stream.
-fn write_head(out: &mut Vec<u8>, meta: &[u8]) {
-    let start = out.len();
-    let padded = (start + 8 + meta.len()).div_ceil(ALIGNMENT) * ALIGNMENT - start - 8;
-    out.extend_from_slice(&CONTINUATION);
-    out.extend_from_slice(&(padded as i32).to_le_bytes());
-    out.extend_from_slice(meta);
-    out.resize(start + 8 + padded, 0);
-}
-
-fn write_framed(out: &mut Vec<u8>, meta: &[u8], body: &[u8]) {
-    write_head(out, meta);
-    out.extend_from_slice(body);
 }
 
 fn read_u32(bytes: &[u8], pos: usize) -> Option<u32> {
@@ -333,7 +229,7 @@ mod tests {
     }
 
     fn lz4(batches: &[Batch]) -> Vec<u8> {
-        let enc = IpcEncoder::new(IpcCompression::Lz4Frame).unwrap();
+        let mut enc = IpcEncoder::new(IpcCompression::Lz4Frame).unwrap();
         enc.encode(&batches[0].schema(), batches).unwrap()
     }
 
@@ -341,7 +237,7 @@ mod tests {
     /// `info(buffer length)` (Arrow's writers write independent blocks
     /// without checksums).
     fn lz4_with(batches: &[Batch], info: impl Fn(usize) -> FrameInfo) -> Vec<u8> {
-        let enc = IpcEncoder::new(IpcCompression::None).unwrap();
+        let mut enc = IpcEncoder::new(IpcCompression::None).unwrap();
         let plain = enc.encode(&batches[0].schema(), batches).unwrap();
         let mut out = Vec::new();
         let mut reader = MessageReader::new(&plain);
@@ -395,7 +291,7 @@ mod tests {
     #[test]
     fn uncompressed_and_zstd_streams_are_left_to_arrow() {
         for c in [IpcCompression::None, IpcCompression::Zstd] {
-            let enc = IpcEncoder::new(c).unwrap();
+            let mut enc = IpcEncoder::new(c).unwrap();
             let bytes = enc.encode(&batch(10).schema(), &[batch(10)]).unwrap();
             assert!(decompress_stream(&bytes).unwrap().is_none(), "{c:?}");
         }

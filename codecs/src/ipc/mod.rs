@@ -24,9 +24,19 @@ use crate::{CodecError, Result};
 
 mod check;
 mod framing;
+mod lz4_policy;
 mod lz4_stream;
+mod lz4_write;
+mod rewrite;
 
 use check::check_framing;
+use lz4_policy::Lz4Policy;
+
+/// The default of [`IpcEncoder::with_lz4_min_ratio`]: a buffer is
+/// LZ4-compressed when compression shrinks it at all (the bytes of Arrow's
+/// own writer; a buffer that does not shrink is not compressed again until
+/// the next sample).
+pub const DEFAULT_LZ4_MIN_RATIO: f64 = 1.0;
 
 /// Body compression of the Arrow IPC record batches.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -70,17 +80,44 @@ impl IpcCompression {
 }
 
 /// Encodes record batches into self-contained Arrow IPC stream messages.
+///
+/// With LZ4 the encoder learns, per buffer of the schema, whether
+/// compression pays (see [`IpcEncoder::with_lz4_min_ratio`]), so it keeps
+/// state: one encoder per producing thread.
 #[derive(Clone, Debug)]
 pub struct IpcEncoder {
     options: IpcWriteOptions,
     compression: IpcCompression,
+    lz4: Option<Lz4Writer>,
+}
+
+/// LZ4 streams are written by Arrow uncompressed into `plain`, then
+/// compressed buffer by buffer as `policy` decides into `body`, one batch
+/// at a time. Both buffers live as long as the encoder.
+#[derive(Clone, Debug)]
+struct Lz4Writer {
+    policy: Lz4Policy,
+    plain: Vec<u8>,
+    body: Vec<u8>,
+    schema: Option<Schema>,
 }
 
 impl IpcEncoder {
     /// An encoder with the given body compression.
     pub fn new(compression: IpcCompression) -> Result<Self> {
+        let lz4 = (compression == IpcCompression::Lz4Frame).then(|| Lz4Writer {
+            policy: Lz4Policy::new(DEFAULT_LZ4_MIN_RATIO),
+            plain: Vec::new(),
+            body: Vec::new(),
+            schema: None,
+        });
+        let arrow = if lz4.is_some() {
+            None
+        } else {
+            compression.arrow()
+        };
         let options = IpcWriteOptions::default()
-            .try_with_compression(compression.arrow())
+            .try_with_compression(arrow)
             .map_err(|source| CodecError::Arrow {
                 context: "configuring IPC compression",
                 source,
@@ -88,7 +125,20 @@ impl IpcEncoder {
         Ok(Self {
             options,
             compression,
+            lz4,
         })
+    }
+
+    /// With LZ4, compresses a buffer only where compression shrank it at
+    /// least `ratio` times when last measured (every buffer of a batch is
+    /// measured on the first batch of a schema and then once in 32 batches);
+    /// the others are stored uncompressed. `1.0` compresses whatever
+    /// shrinks. Without LZ4 this changes nothing.
+    pub fn with_lz4_min_ratio(mut self, ratio: f64) -> Self {
+        if let Some(lz4) = &mut self.lz4 {
+            lz4.policy = Lz4Policy::new(ratio);
+        }
+        self
     }
 
     /// The configured body compression.
@@ -97,7 +147,7 @@ impl IpcEncoder {
     }
 
     /// Encodes `batches` (all of `schema`) as one IPC stream and returns its bytes.
-    pub fn encode(&self, schema: &Schema, batches: &[RecordBatch]) -> Result<Vec<u8>> {
+    pub fn encode(&mut self, schema: &Schema, batches: &[RecordBatch]) -> Result<Vec<u8>> {
         let capacity: usize = batches.iter().map(|b| b.get_array_memory_size() / 2).sum();
         let mut out = Vec::with_capacity(capacity + 1024);
         self.encode_into(schema, batches, &mut out)?;
@@ -106,23 +156,42 @@ impl IpcEncoder {
 
     /// Like [`IpcEncoder::encode`] but appends to `out` (buffer reuse).
     pub fn encode_into(
-        &self,
+        &mut self,
         schema: &Schema,
         batches: &[RecordBatch],
         out: &mut Vec<u8>,
     ) -> Result<()> {
-        let arrow = |source: ArrowError| CodecError::Arrow {
-            context: "encoding an Arrow IPC stream",
-            source,
+        let Some(lz4) = &mut self.lz4 else {
+            return write_stream(&self.options, schema, batches, out);
         };
-        let mut writer =
-            StreamWriter::try_new_with_options(out, schema, self.options.clone()).map_err(arrow)?;
-        for batch in batches {
-            writer.write(batch).map_err(arrow)?;
+        if lz4.schema.as_ref() != Some(schema) {
+            lz4.policy.reset();
+            lz4.schema = Some(schema.clone());
         }
-        writer.finish().map_err(arrow)?;
-        Ok(())
+        lz4.plain.clear();
+        write_stream(&self.options, schema, batches, &mut lz4.plain)?;
+        lz4_write::compress_stream(&lz4.plain, &mut lz4.policy, &mut lz4.body, out)
     }
+}
+
+/// Arrow's stream writer: schema, `batches`, end-of-stream marker.
+fn write_stream(
+    options: &IpcWriteOptions,
+    schema: &Schema,
+    batches: &[RecordBatch],
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    let arrow = |source: ArrowError| CodecError::Arrow {
+        context: "encoding an Arrow IPC stream",
+        source,
+    };
+    let mut writer =
+        StreamWriter::try_new_with_options(out, schema, options.clone()).map_err(arrow)?;
+    for batch in batches {
+        writer.write(batch).map_err(arrow)?;
+    }
+    writer.finish().map_err(arrow)?;
+    Ok(())
 }
 
 /// Bounds applied while decoding untrusted bytes.

@@ -195,7 +195,8 @@ async fn produce_steadily(
         context: format!("creating the freshness producer for {}", spec.kafka.brokers),
         source: e,
     })?;
-    let encoder = IpcEncoder::new(spec.producer.ipc_compression)?;
+    let mut encoder = IpcEncoder::new(spec.producer.ipc_compression)?
+        .with_lz4_min_ratio(spec.producer.lz4_min_ratio);
     let mut acks = Vec::new();
     for seq in 0..stream.messages {
         tokio::time::sleep_until((started + stream.interval.mul_f64(seq as f64)).into()).await;

@@ -79,6 +79,8 @@ pub struct BenchConfig {
     pub keep_tables: bool,
     /// Arrow body compression of the VeloStream producer.
     pub ipc_compression: IpcCompression,
+    /// With LZ4: the ratio a buffer must shrink by to be compressed.
+    pub lz4_min_ratio: f64,
     /// librdkafka compression.type of the VeloStream producer.
     pub kafka_compression: String,
     /// Row groups decoded in parallel by the producer (default: CPUs).
@@ -98,6 +100,7 @@ impl BenchConfig {
     /// Applies the VeloStream producer settings (the JSON baseline keeps its defaults).
     fn tune(&self, p: &mut ProducerConfig) {
         p.ipc_compression = self.ipc_compression;
+        p.lz4_min_ratio = self.lz4_min_ratio;
         p.kafka_compression = self.kafka_compression.clone();
         if let Some(n) = self.producer_parallelism {
             p.parallelism = n.max(1);
@@ -573,6 +576,8 @@ fn machine(cfg: &BenchConfig, clickhouse_version: &str, env: &Endpoints) -> repo
         transform: cfg.transform.as_ref().map(|p| p.display().to_string()),
         exactly_once: cfg.exactly_once,
         ipc_compression: format!("{:?}", cfg.ipc_compression).to_lowercase(),
+        lz4_min_ratio: (cfg.ipc_compression == IpcCompression::Lz4Frame)
+            .then_some(cfg.lz4_min_ratio),
         kafka_compression: cfg.kafka_compression.clone(),
         insert_compression: cfg.insert_compression.as_str().to_string(),
         insert_rows: cfg.insert_rows,

@@ -96,6 +96,9 @@ pub struct Machine {
     pub transform: Option<String>,
     pub exactly_once: bool,
     pub ipc_compression: String,
+    /// With LZ4: the ratio a buffer had to shrink by to be compressed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lz4_min_ratio: Option<f64>,
     pub kafka_compression: String,
     pub insert_compression: String,
     pub insert_rows: usize,
@@ -383,6 +386,7 @@ pub(crate) mod tests {
             transform: None,
             exactly_once: false,
             ipc_compression: "lz4".into(),
+            lz4_min_ratio: Some(2.0),
             kafka_compression: "none".into(),
             insert_compression: "none".into(),
             insert_rows: 500_000,

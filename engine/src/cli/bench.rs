@@ -102,6 +102,11 @@ pub struct BenchArgs {
     #[arg(long, default_value = "lz4", value_parser = super::produce::parse_ipc_compression)]
     pub compression: velostream_codecs::ipc::IpcCompression,
 
+    /// With lz4: compress a column only when LZ4 shrinks it at least this many times
+    /// (as `produce --lz4-min-ratio`; the default, 1, compresses whatever shrinks).
+    #[arg(long, default_value_t = velostream_codecs::ipc::DEFAULT_LZ4_MIN_RATIO, value_parser = super::produce::parse_min_ratio)]
+    pub lz4_min_ratio: f64,
+
     /// Kafka record-batch compression of the VeloStream producer.
     #[arg(long, default_value = "none")]
     pub kafka_compression: String,
@@ -239,6 +244,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         exactly_once: args.exactly_once,
         keep_tables: args.keep_tables,
         ipc_compression: args.compression,
+        lz4_min_ratio: args.lz4_min_ratio,
         kafka_compression: args.kafka_compression.clone(),
         producer_parallelism: args.producer_parallelism,
         insert_rows: args.insert_rows,

@@ -34,6 +34,9 @@ pub struct ProducerConfig {
     pub format: MessageFormat,
     /// Arrow body compression.
     pub ipc_compression: IpcCompression,
+    /// With LZ4: compress a buffer only when LZ4 shrinks it this many times
+    /// ([`velostream_codecs::ipc::IpcEncoder::with_lz4_min_ratio`]).
+    pub lz4_min_ratio: f64,
     /// librdkafka `compression.type` (none, lz4, zstd, gzip, snappy).
     pub kafka_compression: String,
     /// Upper bound on rows per message.
@@ -59,6 +62,7 @@ impl ProducerConfig {
             topic: topic.into(),
             format: MessageFormat::Arrow,
             ipc_compression: IpcCompression::Lz4Frame,
+            lz4_min_ratio: velostream_codecs::ipc::DEFAULT_LZ4_MIN_RATIO,
             kafka_compression: "none".into(),
             max_rows_per_message: 65_536,
             target_message_bytes: 768 * 1024,

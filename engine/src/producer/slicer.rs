@@ -32,8 +32,9 @@ pub struct Slicer {
 }
 
 impl Slicer {
-    /// A slicer that encodes with `compression`.
-    pub fn new(cfg: SlicerConfig, compression: IpcCompression) -> Result<Self> {
+    /// A slicer that encodes with `compression` (LZ4: buffers that shrink at
+    /// least `lz4_min_ratio` times).
+    pub fn new(cfg: SlicerConfig, compression: IpcCompression, lz4_min_ratio: f64) -> Result<Self> {
         if cfg.max_rows == 0 || cfg.target_bytes == 0 || cfg.max_bytes < 1024 {
             return Err(Error::Config(format!(
                 "message limits too small: {cfg:?} (max bytes must be at least 1024)"
@@ -41,7 +42,7 @@ impl Slicer {
         }
         Ok(Slicer {
             cfg,
-            encoder: IpcEncoder::new(compression)?,
+            encoder: IpcEncoder::new(compression)?.with_lz4_min_ratio(lz4_min_ratio),
             bytes_per_row: None,
         })
     }
@@ -141,7 +142,7 @@ mod tests {
     }
 
     fn run(cfg: SlicerConfig, b: &RecordBatch) -> Result<Vec<(usize, usize)>> {
-        let mut s = Slicer::new(cfg, IpcCompression::Lz4Frame)?;
+        let mut s = Slicer::new(cfg, IpcCompression::Lz4Frame, 2.0)?;
         let mut out = Vec::new();
         let mut next_id = 0i64;
         s.slice(b, "test", &mut |payload, slice| {

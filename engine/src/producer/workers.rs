@@ -136,6 +136,7 @@ pub(super) fn spawn(
                     max_bytes: config.max_message_bytes,
                 },
                 config.ipc_compression,
+                config.lz4_min_ratio,
             )?,
             json: json.clone(),
             key_index,

@@ -389,7 +389,7 @@ fn chunks(data: &TaxiData, n: usize) -> Vec<RecordBatch> {
 }
 
 /// A readable message of another schema (one Int32 column `a`).
-fn foreign_message(encoder: &IpcEncoder) -> Vec<u8> {
+fn foreign_message(encoder: &mut IpcEncoder) -> Vec<u8> {
     let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int32, false)]));
     let batch = RecordBatch::try_new(
         Arc::clone(&schema),
@@ -444,7 +444,7 @@ async fn poison_messages_go_to_the_dead_letter_topic_and_good_rows_arrive() {
     let topic = topic("cons_dlq", 1);
     let dlq = harness::unique_name("cons_dlq_dead");
     let producer = RawProducer::new(&brokers);
-    let encoder = IpcEncoder::new(IpcCompression::Lz4Frame).expect("encoder");
+    let mut encoder = IpcEncoder::new(IpcCompression::Lz4Frame).expect("encoder");
     let schema = data.schema();
 
     // Good messages: the source split into four chunks of rows.
@@ -460,7 +460,7 @@ async fn poison_messages_go_to_the_dead_letter_topic_and_good_rows_arrive() {
         .collect();
     let garbage = Rng::new(0x5eed_dead).bytes(5_000);
     let truncated = good[1][..good[1].len() / 2].to_vec();
-    let other = foreign_message(&encoder);
+    let other = foreign_message(&mut encoder);
 
     producer.send(&topic, &good[0], &[]).await;
     let poison = vec![
@@ -549,7 +549,7 @@ async fn a_message_the_transform_fails_on_goes_to_the_dead_letter_topic() {
     let mut columns = bad.columns().to_vec();
     columns[0] = Arc::new(Int32Array::from(vendors));
     chunks[2] = RecordBatch::try_new(Arc::clone(&schema), columns).expect("bad chunk");
-    let encoder = IpcEncoder::new(IpcCompression::Lz4Frame).expect("encoder");
+    let mut encoder = IpcEncoder::new(IpcCompression::Lz4Frame).expect("encoder");
     let producer = RawProducer::new(&brokers);
     let mut sent = Vec::new();
     let mut originals = Vec::new();
@@ -624,22 +624,22 @@ async fn every_kind_of_poison_in_one_stream_is_handled_and_good_rows_land_once()
     let topic = topic("cons_poison", 1);
     let dlq = harness::unique_name("cons_poison_dead");
     let producer = RawProducer::new(&brokers);
-    let lz4 = IpcEncoder::new(IpcCompression::Lz4Frame).expect("encoder");
-    let plain = IpcEncoder::new(IpcCompression::None).expect("encoder");
+    let mut lz4 = IpcEncoder::new(IpcCompression::Lz4Frame).expect("encoder");
+    let mut plain = IpcEncoder::new(IpcCompression::None).expect("encoder");
     let schema = data.schema();
     let n = data.rows() as usize;
     let all = data.all();
     let good = chunks(&data, 8);
-    let encode_good = |b: &RecordBatch| {
+    let encode_good = |lz4: &mut IpcEncoder, b: &RecordBatch| {
         lz4.encode(&schema, std::slice::from_ref(b))
             .expect("encode")
     };
 
     // The poison.
     let garbage = Rng::new(0x5eed_dead).bytes(5_000);
-    let whole = encode_good(&good[1]);
+    let whole = encode_good(&mut lz4, &good[1]);
     let truncated = whole[..whole.len() * 2 / 3].to_vec();
-    let foreign = foreign_message(&lz4);
+    let foreign = foreign_message(&mut lz4);
     // Valid rows of the right schema, uncompressed: too large on the wire.
     let too_large = plain
         .encode(&schema, std::slice::from_ref(&all))
@@ -671,7 +671,7 @@ async fn every_kind_of_poison_in_one_stream_is_handled_and_good_rows_land_once()
     let mut sent = 0u64;
     for (i, g) in good.iter().enumerate() {
         let h = envelope_headers(&schema, g.num_rows() as u64, &format!("good{i}"));
-        producer.send(&topic, &encode_good(g), &h).await;
+        producer.send(&topic, &encode_good(&mut lz4, g), &h).await;
         sent += 1;
         let bad: Option<(&Vec<u8>, HeaderList, &'static str)> = match i {
             0 => Some((&garbage, tagged("garbage"), "undecodable")),

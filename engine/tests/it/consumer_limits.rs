@@ -53,7 +53,7 @@ fn id_ts(first: i64, ts: &[i64]) -> RecordBatch {
 
 /// Sends each batch as one Arrow message to partition 0; their positions.
 fn send_batches(topic: &str, batches: &[RecordBatch]) -> Vec<At> {
-    let encoder = IpcEncoder::new(IpcCompression::Zstd).expect("encoder");
+    let mut encoder = IpcEncoder::new(IpcCompression::Zstd).expect("encoder");
     let producer = RawProducer::new(&harness::kafka_brokers());
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {

@@ -137,3 +137,77 @@ fn pyarrow_reads_what_the_encoder_writes() {
         assert_eq!(f[4].parse::<f64>().unwrap(), want_sum, "{line}");
     }
 }
+
+const SAME_TABLE: &str = r#"
+import sys, pyarrow as pa
+read = lambda p: pa.ipc.open_stream(open(p, "rb").read()).read_all()
+reference = read(sys.argv[1])
+for path in sys.argv[2:]:
+    t = read(path)
+    print(path.rsplit("/", 1)[-1], t.num_rows, t.equals(reference))
+"#;
+
+/// The producer stores the buffers LZ4 does not shrink enough (Arrow's `-1`
+/// length prefix inside a compressed batch): pyarrow reads such streams,
+/// partly and wholly stored, as the same table as an uncompressed one.
+#[test]
+fn pyarrow_reads_lz4_streams_whose_buffers_are_partly_or_wholly_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let batch = velostream::gen::sample_batch(20_000, 7).unwrap();
+    let schema = batch.schema();
+    let one = std::slice::from_ref(&batch);
+    let none = IpcEncoder::new(IpcCompression::None)
+        .unwrap()
+        .encode(&schema, one)
+        .unwrap();
+    // The first message of an encoder measures every buffer; the second
+    // is written as measured.
+    let second = |mut enc: IpcEncoder| {
+        enc.encode(&schema, one).unwrap();
+        enc.encode(&schema, one).unwrap()
+    };
+    let mixed = second(
+        IpcEncoder::new(IpcCompression::Lz4Frame)
+            .unwrap()
+            .with_lz4_min_ratio(2.0),
+    );
+    let every = second(
+        IpcEncoder::new(IpcCompression::Lz4Frame)
+            .unwrap()
+            .with_lz4_min_ratio(1.0),
+    );
+    let stored = second(
+        IpcEncoder::new(IpcCompression::Lz4Frame)
+            .unwrap()
+            .with_lz4_min_ratio(1e9),
+    );
+    // Wholly stored: the plain buffers plus a length prefix each.
+    assert!(stored.len() > none.len(), "{} {}", stored.len(), none.len());
+    // Partly stored (the columns LZ4 shrinks less than twice): smaller than
+    // that, larger than compressing everything.
+    assert!(every.len() < mixed.len() && mixed.len() < stored.len());
+    let mut paths = Vec::new();
+    for (name, bytes) in [("none", &none), ("mixed", &mixed), ("stored", &stored)] {
+        assert_eq!(decode(bytes).unwrap().batches, one, "{name}");
+        let p = dir.path().join(format!("{name}.arrows"));
+        std::fs::write(&p, bytes).unwrap();
+        paths.push(p.display().to_string());
+    }
+    let out = Command::new(harness::venv_python())
+        .arg("-c")
+        .arg(SAME_TABLE)
+        .args(&paths)
+        .output()
+        .expect("running python");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "pyarrow reader failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        text.lines().collect::<Vec<_>>(),
+        ["mixed.arrows 20000 True", "stored.arrows 20000 True"],
+        "{text}"
+    );
+}
