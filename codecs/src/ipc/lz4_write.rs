@@ -215,6 +215,10 @@ mod tests {
         .unwrap()
     }
 
+    fn encode(enc: &mut IpcEncoder, b: &Batch) -> Vec<u8> {
+        enc.encode(&b.schema(), std::slice::from_ref(b)).unwrap()
+    }
+
     /// The non-empty buffers of a stream's one batch: whether each is
     /// compressed, and its uncompressed / stored size.
     fn buffer_shapes(stream: &[u8]) -> Vec<(bool, f64)> {
@@ -247,12 +251,9 @@ mod tests {
             .unwrap()
             .with_lz4_min_ratio(2.0);
         let first = batch(20_000, 1);
-        let schema = first.schema();
-        let sampled = enc.encode(&schema, std::slice::from_ref(&first)).unwrap();
+        let sampled = encode(&mut enc, &first);
         let planned_batch = batch(20_000, 2);
-        let planned = enc
-            .encode(&schema, std::slice::from_ref(&planned_batch))
-            .unwrap();
+        let planned = encode(&mut enc, &planned_batch);
         let sample = buffer_shapes(&sampled);
         // The sample compresses everything LZ4 shrinks: the counter, the
         // small numbers (less than twice), not the noise.
@@ -284,9 +285,7 @@ mod tests {
         let b = batch(20_000, 3);
         let mut shapes = Vec::new();
         for _ in 0..=SAMPLE_EVERY {
-            let bytes = strict
-                .encode(&b.schema(), std::slice::from_ref(&b))
-                .unwrap();
+            let bytes = encode(&mut strict, &b);
             assert_eq!(decode(&bytes).unwrap().batches, std::slice::from_ref(&b));
             shapes.push(compressed_buffers(&bytes));
         }
@@ -311,10 +310,8 @@ mod tests {
         let mut enc = IpcEncoder::new(IpcCompression::Lz4Frame).unwrap();
         assert_eq!(DEFAULT_LZ4_MIN_RATIO, 1.0);
         let b = batch(20_000, 5);
-        let sampled =
-            compressed_buffers(&enc.encode(&b.schema(), std::slice::from_ref(&b)).unwrap());
-        let planned =
-            compressed_buffers(&enc.encode(&b.schema(), std::slice::from_ref(&b)).unwrap());
+        let sampled = compressed_buffers(&encode(&mut enc, &b));
+        let planned = compressed_buffers(&encode(&mut enc, &b));
         assert_eq!(sampled[..3], [true, false, true]);
         assert_eq!(planned, sampled);
     }
@@ -325,11 +322,9 @@ mod tests {
             .unwrap()
             .with_lz4_min_ratio(50.0);
         let b = batch(5_000, 4);
-        enc.encode(&b.schema(), std::slice::from_ref(&b)).unwrap();
+        encode(&mut enc, &b);
         let other = b.project(&[0, 3]).unwrap();
-        let bytes = enc
-            .encode(&other.schema(), std::slice::from_ref(&other))
-            .unwrap();
+        let bytes = encode(&mut enc, &other);
         assert!(compressed_buffers(&bytes).iter().all(|c| *c));
         assert_eq!(decode(&bytes).unwrap().batches, [other]);
     }

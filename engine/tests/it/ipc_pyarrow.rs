@@ -2,7 +2,7 @@
 //! third-party Arrow implementation: the decoder reads IPC streams pyarrow
 //! writes (LZ4, ZSTD, uncompressed), and pyarrow reads what the encoder writes.
 
-use std::process::Command;
+use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
@@ -35,18 +35,22 @@ for path in sys.argv[1:]:
           t.column("name").null_count, sum(t.column("x").to_pylist()))
 "#;
 
+/// Writes each `(name, stream)` to `<dir>/<name>.arrows` and runs `script`
+/// with the paths as arguments; returns what it printed.
+fn read_with_pyarrow(script: &str, dir: &Path, streams: &[(&str, Vec<u8>)]) -> String {
+    let mut args = vec!["-c".to_string(), script.to_string()];
+    for (name, bytes) in streams {
+        let p = dir.join(format!("{name}.arrows"));
+        std::fs::write(&p, bytes).unwrap();
+        args.push(p.display().to_string());
+    }
+    harness::python_stdout(args)
+}
+
 #[test]
 fn decoder_reads_pyarrow_streams_with_every_compression() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(harness::venv_python())
-        .args(["-c", WRITE, dir.path().to_str().unwrap()])
-        .output()
-        .expect("running python");
-    assert!(
-        out.status.success(),
-        "pyarrow writer failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    harness::python_stdout(["-c", WRITE, dir.path().to_str().unwrap()]);
     for codec in ["lz4", "zstd", "none"] {
         let bytes = std::fs::read(dir.path().join(format!("{codec}.arrows"))).unwrap();
         let d = decode(&bytes).unwrap_or_else(|e| panic!("{codec}: {e}"));
@@ -94,7 +98,7 @@ fn pyarrow_reads_what_the_encoder_writes() {
         ),
     ])
     .unwrap();
-    let mut paths = Vec::new();
+    let mut streams = Vec::new();
     for c in [
         IpcCompression::Lz4Frame,
         IpcCompression::Zstd,
@@ -104,22 +108,9 @@ fn pyarrow_reads_what_the_encoder_writes() {
             .unwrap()
             .encode(&batch.schema(), std::slice::from_ref(&batch))
             .unwrap();
-        let p = dir.path().join(format!("{}.arrows", c.name()));
-        std::fs::write(&p, bytes).unwrap();
-        paths.push(p.display().to_string());
+        streams.push((c.name(), bytes));
     }
-    let out = Command::new(harness::venv_python())
-        .arg("-c")
-        .arg(READ)
-        .args(&paths)
-        .output()
-        .expect("running python");
-    assert!(
-        out.status.success(),
-        "pyarrow reader failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = read_with_pyarrow(READ, dir.path(), &streams);
     let want_sum: f64 = (0..n).map(|i| i as f64 * 0.5).sum();
     for c in ["lz4", "zstd", "none"] {
         let line = text
@@ -186,25 +177,11 @@ fn pyarrow_reads_lz4_streams_whose_buffers_are_partly_or_wholly_stored() {
     // Partly stored (the columns LZ4 shrinks less than twice): smaller than
     // that, larger than compressing everything.
     assert!(every.len() < mixed.len() && mixed.len() < stored.len());
-    let mut paths = Vec::new();
-    for (name, bytes) in [("none", &none), ("mixed", &mixed), ("stored", &stored)] {
+    let streams = [("none", none), ("mixed", mixed), ("stored", stored)];
+    for (name, bytes) in &streams {
         assert_eq!(decode(bytes).unwrap().batches, one, "{name}");
-        let p = dir.path().join(format!("{name}.arrows"));
-        std::fs::write(&p, bytes).unwrap();
-        paths.push(p.display().to_string());
     }
-    let out = Command::new(harness::venv_python())
-        .arg("-c")
-        .arg(SAME_TABLE)
-        .args(&paths)
-        .output()
-        .expect("running python");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "pyarrow reader failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = read_with_pyarrow(SAME_TABLE, dir.path(), &streams);
     assert_eq!(
         text.lines().collect::<Vec<_>>(),
         ["mixed.arrows 20000 True", "stored.arrows 20000 True"],

@@ -10,7 +10,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,9 +28,7 @@ use crate::harness::data::{concat, open, read_all, Taxi};
 use crate::harness::kafka::{read_topic, Msg, Until};
 use crate::harness::paths::parquet_files;
 use crate::harness::process::signal;
-use crate::harness::{
-    create_topic, free_port, kafka_brokers, shared_testdata, unique_name, venv_python,
-};
+use crate::harness::{create_topic, free_port, kafka_brokers, shared_testdata, unique_name};
 
 /// CLI runs at a time in the per-file tests.
 const PARALLEL_RUNS: usize = 4;
@@ -299,25 +296,17 @@ fn pyarrow_reads_the_messages() {
     assert!(run.stdout.contains("produced 60000 rows"), "{}", run.stdout);
 
     let script = crate::harness::repo_root().join("engine/tests/py/read_topic.py");
-    let out = Command::new(venv_python())
-        .arg(&script)
-        .args([
-            &brokers,
-            &topic,
-            "2",
-            "60000",
-            "90",
-            "trip_distance",
-            "passenger_count",
-        ])
-        .output()
-        .expect("run read_topic.py");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "read_topic.py failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let script = script.to_str().unwrap();
+    let stdout = crate::harness::python_stdout([
+        script,
+        &brokers,
+        &topic,
+        "2",
+        "60000",
+        "90",
+        "trip_distance",
+        "passenger_count",
+    ]);
     let v: serde_json::Value =
         serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     assert_eq!(v["errors"], serde_json::json!([]), "pyarrow errors");

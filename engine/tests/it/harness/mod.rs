@@ -42,7 +42,7 @@ pub mod values;
 pub use crate::harness_services::*;
 pub use clickhouse::{ch_query, ch_try_query, TestDb};
 pub use kafka::create_topic;
-pub use paths::{free_port, repo_root, shared_testdata, unique_name, venv_python};
+pub use paths::{free_port, python_stdout, repo_root, shared_testdata, unique_name, venv_python};
 pub use prometheus::{prom_query, prom_query_range, scrape, wait_for_scrape};
 pub use services::{clickhouse_url, kafka_brokers, prometheus_url, INSTALL_COMMAND};
 pub use tls::tls_services;

@@ -63,6 +63,22 @@ pub fn venv_python() -> PathBuf {
     py
 }
 
+/// Runs the venv's Python with `args` and returns its stdout; a failure
+/// panics with both outputs.
+pub fn python_stdout<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> String {
+    let mut cmd = std::process::Command::new(venv_python());
+    cmd.args(args);
+    let out = cmd.output().expect("running the venv's python");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}): {}\n{stdout}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// A name made of `[a-z0-9_]`, unique per call, test process and run:
 /// `<prefix>_<pid>_<counter>_<time>`.
 pub fn unique_name(prefix: &str) -> String {
